@@ -1,0 +1,138 @@
+"""
+Models: load any Hugging Face causal LM (hub id or local folder), make the frozen reference copy, and
+score tokens under a model without ever holding the full-vocabulary logits of a whole batch.
+
+The embedded default models live in toy_models/<variant>/ (built by build_toy.py) and load exactly like
+a hub model: `--model toy_models/toy` and `--model Qwen/Qwen2.5-3B-Instruct` take the same code path.
+
+Precision: on CUDA the policy keeps fp32 master weights and runs its forward passes under bf16 autocast.
+Plain bf16 weights would silently swallow the paper's lr=1e-6 AdamW updates (bf16 has 8 bits of mantissa,
+so w + 1e-6*w rounds back to w). The frozen reference model is stored in bf16. On CPU everything is fp32.
+"""
+
+import contextlib
+import copy
+import os
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+TOY_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy_models")
+
+
+# -----------------------------------------------------------------------------
+# loading
+
+
+def pick_device(name=None):
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_model_path(name, dataset=None):
+    """No --model: the embedded toy model that matches a toy dataset."""
+    if name:
+        return name
+    if dataset and dataset.startswith("toy"):
+        return os.path.join(TOY_MODELS, dataset)
+    raise SystemExit(f"--model is required for dataset {dataset!r} (a hub id such as Qwen/Qwen2.5-0.5B-Instruct or a local folder)")
+
+
+def load_tokenizer(path):
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"could not load tokenizer {path!r}: expected a hub id or a local folder with tokenizer files ({type(err).__name__})")
+    # Rollouts left-pad prompts, so a pad id is needed; EOS is the conventional stand-in.
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_model(path, device, dtype=torch.float32):
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"could not load model {path!r}: expected a hub id or a local folder with config.json and weights ({type(err).__name__})")
+    model.generation_config.pad_token_id = model.generation_config.pad_token_id or model.config.eos_token_id
+    return model.to(device)
+
+
+def frozen_copy(model, dtype=None):
+    """The reference model pi_ref: an exact copy of the starting policy that never trains."""
+    ref = copy.deepcopy(model).eval().requires_grad_(False)
+    return ref.to(dtype) if dtype is not None else ref
+
+
+def autocast(device):
+    """bf16 autocast on CUDA (fp32 master weights), plain fp32 elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def eos_ids(tokenizer, model):
+    """Every token id that ends a response (chat models often have several, e.g. <|im_end|> and <|endoftext|>)."""
+    ids = model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+# -----------------------------------------------------------------------------
+# scoring tokens
+
+
+def position_ids_from_mask(attention_mask):
+    """Left-padded rows start counting positions at their first real token."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _logprob_chunk(head, hidden, targets, softcap):
+    logits = head(hidden).float()
+    if softcap:  # Gemma-2 style final-logit soft-capping
+        logits = softcap * torch.tanh(logits / softcap)
+    logp = F.log_softmax(logits, dim=-1)
+    token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    with torch.no_grad():
+        entropy = -(logp.exp() * logp).sum(-1)
+    return token_logp, entropy
+
+
+def response_logprobs(model, sequences, attention_mask, response_mask, chunk_elements=2**26):
+    """
+    log pi(y_t | x, y_<t) for every response token, and the entropy of pi at that position.
+
+    sequences [B, P+R] are left-padded prompts followed by responses; response_mask [B, R] marks the
+    response tokens (EOS included). Returns two [B, R] tensors, zero outside the mask.
+
+    Memory: the decoder's hidden states are computed once; the vocabulary projection then runs over the
+    valid response tokens in chunks of about `chunk_elements` logits, each under activation
+    checkpointing, so neither the forward nor the backward pass ever holds [B, R, V] logits.
+    """
+    R = response_mask.shape[1]
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    hidden = decoder(
+        input_ids=sequences, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask)
+    ).last_hidden_state
+    # The hidden state at position p predicts token p+1: the response tokens are predicted by [P-1, P+R-1).
+    hidden = hidden[:, -R - 1 : -1][response_mask]
+    targets = sequences[:, -R:][response_mask]
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    rows = max(1, chunk_elements // head.out_features)
+    token_logp, entropy = [], []
+    for i in range(0, hidden.shape[0], rows):
+        args = (head, hidden[i : i + rows], targets[i : i + rows], softcap)
+        lp, ent = checkpoint(_logprob_chunk, *args, use_reentrant=False) if torch.is_grad_enabled() else _logprob_chunk(*args)
+        token_logp.append(lp)
+        entropy.append(ent)
+    out_logp = torch.zeros(response_mask.shape, dtype=torch.float32, device=sequences.device)
+    out_ent = torch.zeros_like(out_logp)
+    out_logp = out_logp.masked_scatter(response_mask, torch.cat(token_logp))
+    out_ent = out_ent.masked_scatter(response_mask, torch.cat(entropy))
+    return out_logp, out_ent

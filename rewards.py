@@ -1,0 +1,86 @@
+"""
+Rewards: the task check r(x, y) in {0, 1}, and the paper's four per-sequence rewards built from it.
+
+With y a whole response (EOS included), log pi(y|x) = sum_t log pi(y_t | x, y_<t), pi_ref the frozen base
+model, alpha the power and b = 1/beta the inverse KL strength:
+
+    task        R = r                                        optimum: any policy that is always right
+    sharpen     R = alpha * log pi_ref(y|x)                   optimum: the base model's mode, argmax_y pi_ref
+    tempered    R = alpha * log pi_ref - log pi_theta         optimum: pi ∝ pi_ref^alpha
+    tilted      R = r + (alpha * log pi_ref - log pi_theta)/b optimum: pi ∝ pi_ref^alpha * exp(b * r)
+
+Why the last two have those optima: E_pi[alpha log pi_ref - log pi] = -KL(pi || pi_ref^alpha / Z) + log Z,
+which is maximal exactly at pi = pi_ref^alpha / Z. The log pi_theta term is the (sequence-level, k1) KL or
+entropy term inside the reward; it is treated as a constant reward (detached), like the authors' code.
+
+Length normalisation of the likelihood term (the authors' `normalization`): "sum" is the paper's default
+and the one that prefers short responses (every token adds a negative log-prob); "mean" divides by the
+length L; "power" divides by L^w. As in the authors' code, only the alpha-scaled pi_ref term is normalised:
+tempered/tilted use (alpha - 1) * norm(log pi_ref) + (log pi_ref - log pi_theta), which equals the formula
+above under "sum".
+"""
+
+import torch
+
+import toytask
+from data import TOY_NAMES
+
+MODES = ("task", "sharpen", "tempered", "tilted")
+NORMALIZATIONS = ("sum", "mean", "power")
+
+
+def normalized_likelihood(logp_ref, lengths, normalization="sum", length_power=0.5):
+    if normalization == "sum":
+        return logp_ref  # log pi_ref(y|x)
+    if normalization == "mean":
+        return logp_ref / lengths  # log pi_ref(y|x) / L
+    if normalization == "power":
+        return logp_ref / lengths**length_power  # log pi_ref(y|x) / L^w
+    raise ValueError(f"unknown normalization {normalization!r}; expected one of {NORMALIZATIONS}")
+
+
+def sequence_reward(mode, r, logp_ref, logp_pi, lengths, alpha=1.0, b=1.0, normalization="sum", length_power=0.5):
+    """All arguments are per-sequence tensors [N] (logp_* summed over the response). Returns R [N]."""
+    if mode == "task":
+        return r  # R = r
+    ref = normalized_likelihood(logp_ref, lengths.float(), normalization, length_power)
+    if mode == "sharpen":
+        return alpha * ref  # R = alpha * log pi_ref
+    power = (alpha - 1) * ref + (logp_ref - logp_pi)  # = alpha * log pi_ref - log pi_theta under "sum"
+    if mode == "tempered":
+        return power
+    if mode == "tilted":
+        return r + power / b  # R = r + (alpha * log pi_ref - log pi_theta) / b
+    raise ValueError(f"unknown reward mode {mode!r}; expected one of {MODES}")
+
+
+# -----------------------------------------------------------------------------
+# the task check: one grader per dataset, shared by training and evaluation
+
+
+class TaskGrader:
+    """grade(response, gold) -> 0/1, and the extracted answer, canonicalised, for majority voting."""
+
+    def __init__(self, dataset, backend="builtin"):
+        self.toy = dataset in TOY_NAMES
+        if not self.toy:
+            import grader  # sympy is imported only when real math is graded
+
+            if backend not in grader.GRADERS:
+                raise SystemExit(f"unknown grader {backend!r}; expected one of {grader.GRADERS}")
+            self.math, self.backend = grader, backend
+
+    def grade(self, response, gold):
+        if self.toy:
+            return toytask.grade(response, gold)
+        return self.math.grade(response, gold, backend=self.backend)
+
+    def answer(self, response):
+        """The answer a response commits to (None if it gives none), in a form equal answers share."""
+        if self.toy:
+            return toytask.extract_answer(response)
+        answer = self.math.extract_answer(response)
+        return None if answer is None else self.math.normalize_answer(answer)
+
+    def scores(self, responses, golds):
+        return torch.tensor([self.grade(y, g) for y, g in zip(responses, golds)])

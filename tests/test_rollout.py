@@ -1,0 +1,114 @@
+"""The hand-written rollout against model.generate and against teacher forcing."""
+
+import pytest
+import torch
+from conftest import tiny_qwen
+
+from model import response_logprobs
+from rollout import Rollout, left_pad, rollout, sampling_logprobs
+
+PROMPTS = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14], [20, 21, 22, 23]]
+
+
+def generate_greedy(model, prompts, max_new_tokens):
+    ids, mask = left_pad(prompts, 0, "cpu")
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                         eos_token_id=1, pad_token_id=0)
+    return out[:, ids.shape[1]:]
+
+
+@pytest.mark.parametrize("vocab_size", [64, 151936])
+def test_greedy_equals_generate(vocab_size):
+    # A real-sized vocabulary too: 151936 is Qwen2's.
+    model = tiny_qwen(vocab_size=vocab_size)
+    roll = rollout(model, PROMPTS, 24, [1], 0, temperature=0)
+    expected = generate_greedy(model, PROMPTS, 24)
+    R = roll.responses.shape[1]
+    assert torch.equal(roll.responses, expected[:, :R])
+    assert (expected[:, R:] == 0).all()  # whatever we trimmed was padding
+
+
+def test_greedy_equals_generate_when_rows_stop_early():
+    # Bias EOS so that rows finish at different times and the finished rows are dropped from the batch.
+    model = tiny_qwen(seed=3)
+    with torch.no_grad():
+        model.lm_head.weight[1] += 0.3 * torch.randn(model.config.hidden_size)
+    prompts = [[i + 2, i + 3] for i in range(40)]
+    roll = rollout(model, prompts, 40, [1], 0, temperature=0, sync_every=2)
+    assert 0 < roll.truncated.sum() < len(prompts), "the test needs rows that stop and rows that do not"
+    expected = generate_greedy(model, prompts, 40)
+    assert torch.equal(roll.responses, expected[:, : roll.responses.shape[1]])
+
+
+def test_logprobs_equal_teacher_forcing(model):
+    gen = torch.Generator().manual_seed(0)
+    roll = rollout(model, PROMPTS * 4, 20, [1], 0, generator=gen)
+    logp, entropy = response_logprobs(model, roll.sequences, roll.attention_mask, roll.response_mask)
+    torch.testing.assert_close(logp, roll.logprobs, atol=1e-5, rtol=0)
+    assert (entropy[roll.response_mask] > 0).all()
+
+
+def test_chunked_logprobs_equal_unchunked(model):
+    gen = torch.Generator().manual_seed(1)
+    roll = rollout(model, PROMPTS, 12, [1], 0, generator=gen)
+    args = (model, roll.sequences, roll.attention_mask, roll.response_mask)
+    full, _ = response_logprobs(*args)
+    chunked, _ = response_logprobs(*args, chunk_elements=3 * model.config.vocab_size)
+    torch.testing.assert_close(full, chunked)
+
+
+def test_eos_is_inside_the_response_mask(model):
+    gen = torch.Generator().manual_seed(0)
+    roll = rollout(model, PROMPTS * 8, 30, [1], 0, generator=gen)
+    stopped = ~roll.truncated
+    assert stopped.any()
+    last = roll.lengths[stopped] - 1
+    assert (roll.responses[stopped, last] == 1).all()  # the last masked token is EOS
+    assert roll.response_mask[stopped].sum() == roll.lengths[stopped].sum()
+    # Nothing after EOS is in the mask, and the mask is a prefix.
+    assert torch.equal(roll.response_mask.long().cummin(-1).values, roll.response_mask.long())
+
+
+def test_same_seed_same_samples(model):
+    a = rollout(model, PROMPTS, 16, [1], 0, generator=torch.Generator().manual_seed(7))
+    b = rollout(model, PROMPTS, 16, [1], 0, generator=torch.Generator().manual_seed(7))
+    c = rollout(model, PROMPTS, 16, [1], 0, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a.sequences, b.sequences)
+    assert not torch.equal(a.sequences, c.sequences)
+
+
+def test_ignore_eos_gives_fixed_length(model):
+    roll = rollout(model, PROMPTS * 4, 10, [1], 0, ignore_eos=True, generator=torch.Generator().manual_seed(0))
+    assert (roll.lengths == 10).all()
+    assert roll.response_mask.all()
+
+
+@pytest.mark.parametrize("top_k,top_p", [(5, 1.0), (0, 0.3), (4, 0.5)])
+def test_top_k_top_p_only_draw_allowed_tokens(model, top_k, top_p):
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 64, generator=gen)
+    logp = sampling_logprobs(logits, 1.0, top_k, top_p)
+    allowed = torch.isfinite(logp)
+    probs = logits.softmax(-1)
+    if top_k:
+        assert (allowed.sum(-1) <= top_k).all()
+    # every allowed token ranks at least as high as every banned one
+    assert (probs.masked_fill(~allowed, 2).min(-1).values >= probs.masked_fill(allowed, -1).max(-1).values).all()
+    # and the samples of a whole rollout only use allowed tokens of their step
+    roll = rollout(model, PROMPTS * 4, 8, [1], 0, top_k=top_k, top_p=top_p, generator=gen)
+    assert torch.isfinite(roll.logprobs).all()
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isfinite(sampling_logprobs(logits, top_p=0.8)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(sampling_logprobs(logits, top_p=0.81)).tolist() == [[True, True, True, False]]
+
+
+def test_cat_pads_prompts_left_and_responses_right(model):
+    gen = torch.Generator().manual_seed(0)
+    a = rollout(model, [[5, 6]], 6, [1], 0, generator=gen)
+    b = rollout(model, [[5, 6, 7, 8, 9]], 9, [1], 0, ignore_eos=True, generator=gen)
+    both = Rollout.cat([a, b], 0)
+    logp, _ = response_logprobs(model, both.sequences, both.attention_mask, both.response_mask)
+    torch.testing.assert_close(logp, both.logprobs, atol=1e-5, rtol=0)
