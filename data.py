@@ -1,0 +1,232 @@
+"""The paper's datasets, by short name, and the one prompt every run uses.
+
+Datasets (arXiv 2604.16259, notes sections 3-4):
+    math_lighteval  DigitalLearningGmbH/MATH-lighteval   train (7.5k) / test (5k)  RL training set for the 3B models
+    math500         HuggingFaceH4/MATH-500                test (500)                evaluation
+    minerva         math-ai/minervamath                   test (272)                evaluation
+    gsm8k           openai/gsm8k (config "main")          train / test              extra easy benchmark
+    aime24          HuggingFaceH4/aime_2024               test (30)                 validation for Qwen3-4B
+    aime25          opencompass/AIME2025 (I + II)         test (30)                 evaluation
+    deepscaler      agentica-org/DeepScaleR-Preview       train (~40k)              RL training set for Qwen3-4B
+plus the toy task ("toy", "toy-aligned", see toytask.py) and any local .jsonl/.json/.parquet file.
+
+Every loader returns the same rows: {"question": str, "answer": str}, plus "level" (int) and "subject" where
+the dataset has them. "answer" is a short gold answer (a number or a LaTeX expression), never a worked
+solution, because the task reward only compares final answers.
+
+The prompt is the authors' chain-of-thought instruction (examples/prompts/cot.txt), put in the user turn of
+the model's own chat template. Training rollouts and evaluation use the same prompt and the same grader:
+the RL arms differ only in their reward, so anything else that differed between training and evaluation
+would blur the comparison the paper is about.
+
+Offline use: set DATA_DIR and each short name is read from local files in the hub's own format instead of
+the hub, laid out as DATA_DIR/<name>/<split>.<jsonl|json|parquet> with our split names (aime24/test.parquet,
+although the hub calls that split "train"); multi-config sets add a config folder
+(DATA_DIR/aime25/AIME2025-I/test.jsonl). Column mapping and answer extraction are the same either way.
+"""
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+# As in the authors' code the template goes through str.format, so "{{}}" becomes "{}". Their prompt file
+# stored "\\boxed{{}}", so their models literally saw a double backslash "\\boxed{}". We show the single
+# backslash "\boxed{}": the LaTeX command we want the model to write back.
+COT_TEMPLATE = ("Think step-by-step to solve the following problem. Output your answer inside of \\boxed{{}} tags.:\n"
+                "{problem}\n\nLet's think step-by-step")
+
+TOY_NAMES = ("toy", "toy-aligned")
+LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (or \\fbox{...}) in text, matching nested braces; None if there is none."""
+    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
+    if start < 0:
+        return None
+    i = text.index("{", start) + 1
+    depth = 1
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i:j].strip()
+    return None  # unbalanced braces: no trustworthy answer
+
+
+def gsm8k_gold(solution: str) -> str | None:
+    """GSM8K solutions end with '#### N'; gold is N without thousands commas ('#### 1,234' -> '1234')."""
+    if "####" not in solution:
+        return None
+    return solution.rsplit("####", 1)[1].strip().replace(",", "")
+
+
+def as_is(text: str) -> str | None:
+    """The column already holds a short answer (e.g. AIME '025': kept as a string, leading zeros and all)."""
+    return text.strip() or None
+
+
+class DatasetSpec(NamedTuple):
+    path: str                                # hub id, for datasets.load_dataset
+    configs: tuple[str | None, ...]          # one config, or several to concatenate (aime25: I + II)
+    splits: dict[str, str]                   # our split name -> the hub's split name
+    question: tuple[str, ...]                # question column; the first one a row has wins
+    answer: tuple[str, ...]                  # column holding the gold answer (or a solution to read it from)
+    extract: Callable[[str], str | None]     # that column's text -> short gold answer
+    extras: dict[str, str]                   # our key -> hub column ("level", "subject")
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "math_lighteval": DatasetSpec("DigitalLearningGmbH/MATH-lighteval", ("default",),
+                                  {"train": "train", "test": "test"}, ("problem",), ("solution",), last_boxed,
+                                  {"level": "level", "subject": "type"}),
+    "math500": DatasetSpec("HuggingFaceH4/MATH-500", (None,), {"test": "test"},
+                           ("problem",), ("answer",), as_is, {"level": "level", "subject": "subject"}),
+    "minerva": DatasetSpec("math-ai/minervamath", (None,), {"test": "test"},
+                           ("question", "problem"), ("answer",), as_is, {}),
+    "gsm8k": DatasetSpec("openai/gsm8k", ("main",), {"train": "train", "test": "test"},
+                         ("question",), ("answer",), gsm8k_gold, {}),
+    # The hub stores AIME 2024 as its only split, "train"; it is an evaluation set, so we call it "test".
+    "aime24": DatasetSpec("HuggingFaceH4/aime_2024", (None,), {"test": "train"},
+                          ("problem",), ("answer",), as_is, {}),
+    "aime25": DatasetSpec("opencompass/AIME2025", ("AIME2025-I", "AIME2025-II"), {"test": "test"},
+                          ("question",), ("answer",), as_is, {}),
+    "deepscaler": DatasetSpec("agentica-org/DeepScaleR-Preview-Dataset", (None,), {"train": "train"},
+                              ("problem",), ("answer",), as_is, {}),
+}
+
+
+def _level(value) -> int | None:
+    """MATH levels come as 5 or 'Level 5'; a few MATH rows say 'Level ?', which becomes None."""
+    if isinstance(value, int):
+        return value
+    digits = str(value).removeprefix("Level").strip()
+    return int(digits) if digits.isdigit() else None
+
+
+def _column(record: dict, names: tuple[str, ...], index: int, source: str):
+    for name in names:
+        if record.get(name) is not None:
+            return record[name]
+    wanted = " or ".join(repr(n) for n in names)
+    raise ValueError(f"{source}: row {index} has no {wanted} column, or it is empty (columns: {', '.join(record)})")
+
+
+def _to_rows(records, source: str, question: tuple[str, ...], answer: tuple[str, ...],
+             extract: Callable[[str], str | None], extras: dict[str, str]) -> list[dict]:
+    """Map raw records to {"question", "answer", ...}: the one code path for hub data and local files."""
+    rows, dropped = [], 0
+    for i, record in enumerate(records):
+        row = {"question": str(_column(record, question, i, source))}
+        gold = extract(str(_column(record, answer, i, source)))
+        if gold is None:  # e.g. a solution without \boxed{}: it could never be graded, so it cannot be a prompt
+            dropped += 1
+            continue
+        row["answer"] = gold
+        for key, col in extras.items():
+            value = _column(record, (col,), i, source)
+            row[key] = _level(value) if key == "level" else str(value)
+        rows.append(row)
+    if dropped:
+        warnings.warn(f"{source}: dropped {dropped} rows whose gold answer could not be read")
+    return rows
+
+
+def _read_file(path: Path):
+    """A local .jsonl/.json/.parquet file through the same datasets builders the hub files go through."""
+    from datasets import load_dataset
+    if not path.is_file():
+        raise FileNotFoundError(f"no such data file: {path}")
+    builder = "parquet" if path.suffix == ".parquet" else "json"
+    return load_dataset(builder, data_files=str(path), split="train")
+
+
+def _local_copy(name: str, config: str | None, split: str, several_configs: bool) -> Path:
+    """DATA_DIR/<name>[/<config>]/<split>.<ext>: where an offline copy of a hub split lives."""
+    folder = Path(os.environ["DATA_DIR"]) / name
+    if several_configs:
+        folder = folder / config
+    for suffix in LOCAL_SUFFIXES:
+        if (folder / f"{split}{suffix}").is_file():
+            return folder / f"{split}{suffix}"
+    raise FileNotFoundError(f"DATA_DIR is set but {folder}/{split}.{{jsonl,json,parquet}} does not exist")
+
+
+def _load_registered(name: str, split: str) -> list[dict]:
+    spec = DATASETS[name]
+    if split not in spec.splits:
+        raise ValueError(f"unknown split {split!r} for {name}; choose from: {', '.join(spec.splits)}")
+    rows = []
+    for config in spec.configs:
+        if os.environ.get("DATA_DIR"):
+            path = _local_copy(name, config, split, len(spec.configs) > 1)
+            records, source = _read_file(path), str(path)
+        else:
+            from datasets import load_dataset
+            records = load_dataset(spec.path, config, split=spec.splits[split])
+            source = f"{spec.path}[{config or 'default'}/{spec.splits[split]}]"
+        rows += _to_rows(records, source, spec.question, spec.answer, spec.extract, spec.extras)
+    return rows
+
+
+def _load_local(path: Path, question_key: str | None, answer_key: str | None) -> list[dict]:
+    records = _read_file(path)
+    question = (question_key,) if question_key else ("question", "problem")
+    extras = {key: key for key in ("level", "subject") if key in records.column_names}
+    return _to_rows(records, str(path), question, (answer_key or "answer",), as_is, extras)
+
+
+def _subset(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
+    """A seeded random subset of `limit` rows in their original order (same seed -> same subset)."""
+    if limit is None or limit >= len(rows):
+        return rows
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
+    return [rows[i] for i in keep]
+
+
+def load_problems(name: str, split: str = "test", limit: int | None = None, seed: int = 0,
+                  question_key: str | None = None, answer_key: str | None = None) -> list[dict]:
+    """Rows {"question", "answer"[, "level", "subject"]} of a short-named dataset or a local file.
+
+    For a local file `split` is ignored (a file is one split) and question_key/answer_key name its columns
+    (defaults: "question", or "problem" when a row has no "question"; "answer"). The answer column is used
+    as is, so it must hold short gold answers, not worked solutions.
+    """
+    if name in TOY_NAMES:
+        import toytask  # lazy: the math sets do not need it
+        return toytask.load_problems(name, split, limit, seed)
+    if name in DATASETS:
+        rows = _load_registered(name, split)
+    elif name.endswith(LOCAL_SUFFIXES):
+        rows = _load_local(Path(name), question_key, answer_key)
+    else:
+        choices = ", ".join([*DATASETS, *TOY_NAMES])
+        raise ValueError(f"unknown dataset {name!r}; choose from: {choices}, or a .jsonl/.json/.parquet file path")
+    return _subset(rows, limit, seed)
+
+
+def default_template(name: str) -> str:
+    """The prompt template for a dataset: the toy task has its own; every math set shares COT_TEMPLATE."""
+    if name in TOY_NAMES:
+        import toytask
+        return toytask.PROMPT_TEMPLATE
+    return COT_TEMPLATE
+
+
+def build_prompt(tokenizer, question: str, template: str = COT_TEMPLATE) -> str:
+    """The formatted template as the user turn of the tokenizer's chat template, ready for generation.
+
+    No system message is passed, as in the authors' pipeline. Some templates add one anyway: Qwen2.5's
+    inserts "You are Qwen, created by Alibaba Cloud. You are a helpful assistant." when none is given. That
+    is the template's own behaviour, and the authors' models saw it too, so we keep it.
+    A tokenizer without a chat template (the toy model, base models) gets the plain formatted text.
+    """
+    text = template.format(problem=question)
+    if getattr(tokenizer, "chat_template", None) is None:
+        return text
+    messages = [{"role": "user", "content": text}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
