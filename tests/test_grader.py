@@ -1,0 +1,255 @@
+"""Tests for grader.py: a hand-written table of graded answers, extraction, voting
+normalisation, time limits, and a seeded fuzz test that grade() never raises or hangs."""
+import random
+import signal
+import sys
+import threading
+import time
+import warnings
+
+import pytest
+
+import grader  # the repo root is on sys.path via conftest.py
+from grader import GRADERS, answers_match, extract_answer, grade, normalize_answer
+
+B = r"\boxed{%s}"
+PMAT = r"\begin{pmatrix} %s & %s \\ %s & %s \end{pmatrix}"
+
+# (response, gold, expected reward). Responses are boxed unless the row tests another format.
+CASES = [
+    # integers and decimals
+    (B % "42", "42", 1), (B % "43", "42", 0), (B % "-7", "-7", 1), (B % "7", "-7", 0),
+    (B % "3.50", "3.5", 1), (B % "3.0", "3", 1), (B % "3.05", "3.5", 0), (B % ".5", "0.5", 1),
+    (B % "1,000", "1000", 1), (B % "1{,}000", "1000", 1), (B % r"10,\!080", "10080", 1),
+    (B % r"\$1,250", "1250", 1), (B % r"1250 \text{ dollars}", r"\$1250", 1),
+    (B % r"25\%", "25", 1), (B % "25%", r"25\%", 1), (B % "0.25", r"25\%", 0),
+    (B % "1000000", "1,000,000", 1), (B % "100000", "1,000,000", 0),
+    # AIME answers keep leading zeros; compare as integers
+    (B % "25", "025", 1), (B % "025", "25", 1), (B % "250", "025", 0), (B % "52", "025", 0),
+    # GSM8K style
+    ("Tom has 3 apples...\n#### 1,234", "1234", 1), ("so 1234 in all.\n#### 1234", "1,234", 1),
+    ("#### 1235", "1,234", 0), ("#### -3", "-3", 1), ("#### 3", "-3", 0),
+    # "the answer is" fallback
+    ("The answer is 7.", "7", 1), ("Thus the answer is $\\frac{1}{2}$.", "0.5", 1),
+    ("The answer is 3.5. Done.", "3.5", 1), ("The answer is 8.", "7", 0),
+    (r"Put it in \boxed{}. The answer is 5.", "5", 1),  # an empty box is ignored
+    # fractions in every spelling
+    (B % r"\dfrac{1}{2}", "0.5", 1), (B % r"\frac12", "1/2", 1), (B % r"\tfrac{3}{4}", "0.75", 1),
+    (B % r"\frac{2}{4}", r"\frac{1}{2}", 1), (B % r"\frac{1}{3}", "0.33", 0),
+    (B % "0.3333", r"\frac{1}{3}", 0), (B % r"-\frac{1}{2}", r"\frac{-1}{2}", 1),
+    (B % r"\frac{1}{2}", r"-\frac12", 0), (B % r"1\frac{1}{2}", r"\frac{3}{2}", 1),
+    (B % r"\frac{2}{1}", r"\frac{1}{2}", 0), (B % r"\frac{7}{2}", "3.5", 1),
+    (B % r"\frac{-3}{4}", "-0.75", 1),
+    # LaTeX decoration: \left \right, spacing, math delimiters, text
+    (B % r"\left( 1, 2 \right)", "(1,2)", 1), (B % r"2\,\sqrt{3}", r"2\sqrt3", 1),
+    (B % r"2 \! \cdot \! 3", "6", 1), (B % "$5$", "5", 1), (B % r"\(5\)", "5", 1),
+    (B % r"\text{Evelyn}", "Evelyn", 1), (B % r"\textbf{Evelyn}", r"\text{Evelyn}", 1),
+    (B % r"\text{Evenly}", r"\text{Evelyn}", 0), (B % r"\mbox{(C)}", "C", 1),
+    (B % r"\text{(C)}", r"\text{(D)}", 0), (B % r"\text{even}", r"\text{odd}", 0),
+    (B % r"\text{Monday}", "monday", 1),
+    # units
+    (B % r"5 \text{ cm}", "5", 1), (B % "5 cm", "5", 1), (B % r"15\mbox{ cm}^2", "15", 1),
+    (B % r"6 \text{ inches}", "7", 0), (B % "12 square feet", "12", 1),
+    (B % r"864 \mbox{ inches}^2", "864", 1),
+    # degrees
+    (B % r"30^\circ", "30", 1), (B % r"30^{\circ}", r"30^\circ", 1), (B % "30 degrees", "30", 1),
+    (B % "60°", r"30^\circ", 0), (B % "30", r"30^\circ", 1),
+    # tuples, intervals, sets, lists
+    (B % "(1,2)", "(2,1)", 0), (B % "(1, 2)", "(1,2)", 1), (B % "(1, -2)", "(1,-2)", 1),
+    (B % "(1,2,3)", "(1,2)", 0), (B % "[1,2)", "(1,2)", 0), (B % "[1, 2)", "[1,2)", 1),
+    (B % r"(-\infty, 3]", r"(-\infty,3]", 1), (B % r"(-\infty,3)", r"(-\infty,3]", 0),
+    (B % r"\{1,2\}", r"\{2,1\}", 1), (B % r"\{1,2\}", r"\{1,3\}", 0), (B % "1, 2", "2, 1", 1),
+    (B % "1, 2", "1, 2, 3", 0), (B % r"(0,9) \cup (9,36)", r"(0, 9)\cup(9, 36)", 1),
+    (B % r"(0,9) \cup (9,36)", "(0,36)", 0), (B % r"(\frac12, 3)", "(0.5,3)", 1),
+    (B % "[-2,7]", r"x \in [-2,7]", 1), (B % "1, 2", "(1,2)", 1), (B % "2, 1", "(1,2)", 0),
+    # radicals, pi and other constants
+    (B % r"2\sqrt{2}", r"\sqrt{8}", 1), (B % r"\sqrt{8}", r"2\sqrt{3}", 0),
+    (B % r"\frac{\sqrt3}{2}", r"\frac{\sqrt{3}}{2}", 1),
+    (B % r"\frac{1}{2}\sqrt{3}", r"\frac{\sqrt{3}}{2}", 1),
+    (B % r"\frac{\sqrt{2}}{2}", r"\frac{\sqrt{3}}{2}", 0), (B % "0.866", r"\frac{\sqrt3}{2}", 0),
+    (B % r"\sqrt[3]{8}", "2", 1), (B % r"\frac{1}{\sqrt2}", r"\frac{\sqrt2}{2}", 1),
+    (B % r"3+2\sqrt2", r"2\sqrt{2}+3", 1), (B % r"1+\sqrt{19}, 1-\sqrt{19}", r"1 \pm \sqrt{19}", 1),
+    (B % r"1+\sqrt{19}", r"1 \pm \sqrt{19}", 0), (B % r"\pi/2", r"\frac{\pi}{2}", 1),
+    (B % r"2\pi", r"\pi", 0), (B % r"288\pi", r"288 \pi", 1), (B % r"\pi \cdot 288", r"288\pi", 1),
+    (B % r"-\infty", r"\infty", 0), (B % r"\infty", r"\infty", 1),
+    # expressions, complex numbers, equations
+    (B % "(x+1)^2", "x^2+2x+1", 1), (B % "x^2+2x+1", "x^2+2x-1", 0), (B % "3+2x", "2x+3", 1),
+    (B % "y = 2x + 3", "2x+3", 1), (B % "x = p - q", "p - q", 1), (B % "x^2", "x^3", 0),
+    (B % r"\frac{x+1}{x-1}", "(x+1)/(x-1)", 1), (B % "-q + p", "p - q", 1), (B % "q-p", "p-q", 0),
+    (B % r"\sin^2 x + \cos^2 x", "1", 1), (B % "-5i+6", "6 - 5i", 1), (B % "6+5i", "6-5i", 0),
+    (B % r"\frac{1}{2}+\frac{\sqrt3}{2}i", r"\frac{1+i\sqrt{3}}{2}", 1),
+    (B % "2^{10}", "1024", 1), (B % "10!", "3628800", 1), (B % "x = 5", "5", 1),
+    (B % "x=5", "6", 0), (B % r"\theta = \frac{\pi}{4}", r"\frac{\pi}{4}", 1),
+    (B % "y^2+x^2=1", "x^2+y^2=1", 1), (B % "3y+2x=6", "2x+3y=6", 1), (B % "2x+3y=7", "2x+3y=6", 0),
+    # base-n numbers compare as strings
+    (B % "52_{8}", "52_8", 1), (B % "42", "52_8", 0), (B % "52", "52_8", 0),
+    # matrices, element-wise
+    (B % (PMAT % (1, 2, 3, 4)), PMAT % (1, 2, 3, 4), 1),
+    (B % (PMAT % (r"\frac12", 2, 3, 4)), PMAT % ("0.5", 2, 3, 4), 1),
+    (B % (PMAT % (1, 2, 3, 5)), PMAT % (1, 2, 3, 4), 0),
+    (B % r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", r"\begin{pmatrix} 1 & 2 \end{pmatrix}", 0),
+    # hedging and commitment
+    (B % "3 or 5", "3", 0), (B % r"3 \text{ or } 5", "3", 0), (B % "3, 5", "3", 0),
+    (r"Maybe \boxed{3}, no: \boxed{5}.", "5", 0), (r"Maybe \boxed{3}, no: \boxed{5}.", "3", 0),
+    (r"\boxed{5} ... so indeed \boxed{5}.", "5", 1), (r"\boxed{\frac12} = \boxed{0.5}", "1/2", 1),
+    (r"\boxed{}", "3", 0), (r"\boxed{\boxed{3}}", "3", 1), (r"\fbox{7}", "7", 1),
+    (r"so $\framebox{204}$ minutes", "204", 1),
+    ("I am not sure.", "5", 0), ("", "5", 0), (r"\boxed{3", "3", 0),
+    # huge numbers are never built; equal strings still match
+    (B % "10^{10^{10}}", "10^{10^{10}}", 1), (B % "10^{10^{10}}", "5", 0), (B % "9^{9^{9^{9}}}", "0", 0),
+    (B % "2^{100}", "1267650600228229401496703205376", 1), (B % "(x+1)^{100000}", "x", 0),
+]
+
+
+@pytest.mark.parametrize("response,gold,expected", CASES)
+def test_grade_table(response, gold, expected):
+    assert grade(response, gold) == float(expected)
+
+
+def test_table_is_large_and_balanced():
+    assert len(CASES) >= 100
+    assert 0.35 < sum(e for _, _, e in CASES) / len(CASES) < 0.65
+
+
+def test_answers_match_is_symmetric_on_table():
+    for response, gold, expected in CASES:
+        pred = extract_answer(response)
+        if pred is not None and response.count(r"\boxed") == 1:
+            assert answers_match(gold, pred) == answers_match(pred, gold), (pred, gold)
+
+
+@pytest.mark.parametrize("text,expected", [
+    (r"so $\boxed{\frac{1}{\sqrt{2}}}$.", r"\frac{1}{\sqrt{2}}"),
+    (r"\boxed{\{1, 2\}}", r"\{1, 2\}"),
+    (r"first \boxed{1} then \boxed{2}", "2"),
+    (r"\fbox{7}", "7"),
+    (r"\boxed{\boxed{3}}", "3"),
+    (r"\boxed{ 4 }", "4"),
+    (r"\boxed{4} and a truncated \boxed{5", "4"),
+    ("work...\n#### 1,234\n", "1,234"),
+    ("The answer is 7.", "7"),
+    ("So the answer is: $x = 3$.", "x = 3"),
+    ("The final answer is 2.5", "2.5"),
+    ("no answer here", None),
+    (r"\boxed{}", None),
+    (r"\boxed{  }", None),
+    ("", None),
+    (None, None),
+])
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("spellings", [
+    [r"\dfrac{1}{2}", r"\frac12", "1/2", "0.5", r"\tfrac{1}{2}", "$0.50$", r"\boxed{\frac{1}{2}}"],
+    ["025", "25", "25.0", "+25", r"25\%", r"25^\circ", r"25 \text{ cm}", "x = 25"],
+    [r"\$1,000", "1000", "1{,}000", r"1,\!000", "1,000.00"],
+    [r"\left( 1, 2 \right)", "(1,2)", "(1, 2)"],
+    [r"\text{Evelyn}", r"\textbf{Evelyn}", "Evelyn"],
+    [r"\frac{\sqrt{3}}{2}", r"\dfrac{\sqrt3}{2}", r"\frac{\sqrt{3}}{2}"],
+])
+def test_normalize_groups_equivalent_spellings(spellings):
+    assert len({normalize_answer(s) for s in spellings}) == 1, [normalize_answer(s) for s in spellings]
+
+
+def test_normalize_keeps_different_answers_apart():
+    answers = ["1/2", "2", "-1/2", "(1,2)", "(2,1)", "[1,2)", "52_8", "42", r"\sqrt{2}", "x^2", "Evelyn"]
+    assert len({normalize_answer(a) for a in answers}) == len(answers)
+
+
+def test_normalize_never_raises():
+    for s in [None, "", "{" * 5000, "\\" * 999, "x" * 100_000, r"\frac{", "é ∑ 😀"]:
+        assert isinstance(normalize_answer(s), str)
+
+
+def test_backend_choice():
+    assert GRADERS == ("builtin", "math_verify")
+    with pytest.raises(ValueError, match="builtin"):
+        grade(r"\boxed{1}", "1", backend="nope")
+
+
+def test_math_verify_missing_gives_clear_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "math_verify", None)  # makes `import math_verify` fail
+    with pytest.raises(ImportError, match="pip install math-verify"):
+        grade(r"\boxed{1}", "1", backend="math_verify")
+
+
+def test_math_verify_backend():
+    pytest.importorskip("math_verify")
+    assert grade(r"so \boxed{\dfrac{1}{2}}", "0.5", backend="math_verify") == 1.0
+    assert grade(r"so \boxed{\frac{1}{3}}", "0.5", backend="math_verify") == 0.0
+    assert grade(r"\boxed{(1,2)}", "(1,2)", backend="math_verify") == 1.0
+
+
+def test_timeout_cuts_sympy_off(monkeypatch):
+    def hang(a, b):
+        time.sleep(10)
+        return True
+    monkeypatch.setattr(grader, "_sympy_equal", hang)
+    start = time.monotonic()
+    assert answers_match(r"2\sqrt{2}", r"\sqrt{8}", timeout=0.2) is False
+    assert grade(r"\boxed{2\sqrt{2}}", r"\sqrt{8}", timeout=0.2) == 0.0
+    assert time.monotonic() - start < 2.0
+
+
+def test_time_limit_restores_the_callers_alarm_handler():
+    def mine(signum, frame):
+        pass
+    old = signal.signal(signal.SIGALRM, mine)
+    try:
+        grade(r"\boxed{2\sqrt{2}}", r"\sqrt{8}")
+        assert signal.getsignal(signal.SIGALRM) is mine
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    finally:
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_off_main_thread_falls_back_without_sympy():
+    results = {}
+
+    def work():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            results["exact"] = grade(r"\boxed{\dfrac{1}{2}}", "0.5")
+            results["symbolic"] = grade(r"\boxed{2\sqrt{2}}", r"\sqrt{8}")
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(10)
+    assert results == {"exact": 1.0, "symbolic": 0.0}  # no SIGALRM there: string/number only
+
+
+FRAGMENTS = [
+    r"\boxed{", r"\fbox{", "}", "{", "(", ")", "[", "]", r"\{", r"\}", r"\frac", r"\dfrac", r"\sqrt",
+    "^", "_", "!", "-", "+", "*", "/", "=", ",", ".", " or ", "####", "The answer is ", r"\text{",
+    r"\left(", r"\right)", r"\pi", r"\infty", r"\cdot", r"\pm", r"\cup", r"\circ", "%", "$", r"\$",
+    "x", "y", "i", "e", r"\sin", r"\log", r"\begin{pmatrix}", r"\end{pmatrix}", "&", r"\\", "\\",
+    "0", "7", "12", "025", "3.14", "1,000", "999999999999", "10^{10^{10}}", "9^{9^{9}}",
+    "é", "∑", "😀", "\x00", "\n", "\t",
+]
+
+
+def _random_text(rng: random.Random) -> str:
+    kind = rng.random()
+    if kind < 0.02:
+        return rng.choice(["{", "(", r"\frac{", r"\sqrt{", "^{", r"\boxed{"]) * rng.randint(100, 5000)
+    if kind < 0.04:
+        return "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(2000, 20000)))
+    if kind < 0.10:
+        return "".join(chr(rng.randint(1, 0x2FFF)) for _ in range(rng.randint(1, 300)))
+    return "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(1, 30)))
+
+
+def test_fuzz_grade_never_raises_and_is_bounded():
+    rng = random.Random(1234)
+    worst, reflexive = 0.0, 0
+    for _ in range(2000):
+        response, gold = _random_text(rng), _random_text(rng)
+        if rng.random() < 0.5:  # also exercise the boxed path with a matching gold
+            response, gold = rf"so \boxed{{{gold}}}", gold
+        start = time.monotonic()
+        reward = grade(response, gold, timeout=1.0)
+        worst = max(worst, time.monotonic() - start)
+        assert reward in (0.0, 1.0) and isinstance(reward, float)
+        reflexive += response == rf"so \boxed{{{gold}}}" and reward == 1.0
+    assert worst < 2.0, f"slowest grade() call took {worst:.2f}s"
+    assert reflexive > 100  # the fuzz really reaches the matching code, not only failures
