@@ -209,6 +209,14 @@ def load_problems(name: str, split: str = "test", limit: int | None = None, seed
     return _subset(rows, limit, seed)
 
 
+def load_or_exit(*args, **kwargs) -> list[dict]:
+    """load_problems for the command-line scripts: a bad name, split, file or column stops with one line."""
+    try:
+        return load_problems(*args, **kwargs)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}")
+
+
 def default_template(name: str) -> str:
     """The prompt template for a dataset: the toy task has its own; every math set shares COT_TEMPLATE."""
     if name in TOY_NAMES:

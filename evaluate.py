@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 import distributed
-from data import build_prompt, default_template, load_problems
+from data import build_prompt, default_template, load_or_exit
 from model import autocast, eos_ids, load_model, load_tokenizer, pick_device, resolve_model_path
 from rewards import TaskGrader
 from rollout import rollout
@@ -126,7 +126,7 @@ def summarize(records, greedy=None, trials=1000, seed=0):
 def evaluate_model(path, args, dist):
     tokenizer = load_tokenizer(path)
     model = load_model(path, dist.device)
-    rows = load_problems(args.dataset, args.split, args.limit, args.seed)
+    rows = load_or_exit(args.dataset, args.split, args.limit, args.seed, args.question_key, args.answer_key)
     mine = rows[dist.rank :: dist.world]  # each rank evaluates its own slice of the problems
     grader = TaskGrader(args.dataset, args.grader)
     template = args.template or default_template(args.dataset)
@@ -164,8 +164,11 @@ def main():
     p.add_argument("--compare", nargs="+", metavar="NAME=PATH", help="evaluate several models/runs side by side")
     p.add_argument("--dataset", default="toy", help="short name (toy, math500, gsm8k, ...) or a local file")
     p.add_argument("--split", default="test")
+    p.add_argument("--question-key", help="question column of a local data file")
+    p.add_argument("--answer-key", help="answer column of a local data file")
     p.add_argument("--limit", type=int, help="evaluate a seeded random subset of this many problems")
-    p.add_argument("--n", type=int, default=16, help="samples per problem")
+    p.add_argument("--n", "--samples", dest="n", type=int, default=16,
+                   help="samples per problem (under torchrun spell it --samples: torchrun claims --n)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
@@ -180,7 +183,7 @@ def main():
     if args.max_new_tokens is None:
         args.max_new_tokens = 48 if args.dataset.startswith("toy") else 2048
     if args.n < 1 or args.n & (args.n - 1):
-        raise SystemExit(f"--n must be a power of two (1, 2, 4, ...), got {args.n}")
+        raise SystemExit(f"--n (--samples) must be a power of two (1, 2, 4, ...), got {args.n}")
     dist = distributed.setup(pick_device())
     torch.manual_seed(args.seed)
 

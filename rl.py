@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 import checkpoint
 import distributed
-from data import build_prompt, default_template, load_problems
+from data import build_prompt, default_template, load_or_exit
 from evaluate import decode_responses, sample_and_grade
 from loss import AGGREGATIONS, BASELINES, policy_loss, token_weights
 from model import autocast, eos_ids, frozen_copy, load_model, load_tokenizer, pick_device, resolve_model_path, response_logprobs
@@ -46,6 +46,8 @@ def parser(description, out):
     a("--model", help="hub id or folder (default: the toy model of a toy dataset)")
     a("--dataset", default="toy", help="training set: toy, toy-aligned, math_lighteval, deepscaler, gsm8k, or a file")
     a("--eval-dataset", help="in-training evaluation set (default: the training set's test split)")
+    a("--question-key", help="question column of a local data file")
+    a("--answer-key", help="answer column of a local data file")
     a("--template", help="prompt template with {problem} (default: the dataset's)")
     a("--grader", default="builtin", help="builtin or math_verify")
     # RL
@@ -91,7 +93,6 @@ def fill_defaults(args):
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.model = resolve_model_path(args.model, args.dataset)
     return args
 
 
@@ -106,6 +107,10 @@ class Run:
         random.seed(args.seed)
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)
+        keys = dict(question_key=args.question_key, answer_key=args.answer_key)
+        self.train_rows = load_or_exit(args.dataset, "train", seed=args.seed, **keys)
+        self.eval_rows = load_or_exit(args.eval_dataset or args.dataset, "test", args.eval_problems, args.seed, **keys)
+        args.model = resolve_model_path(args.model, args.dataset)
         self.tokenizer = load_tokenizer(args.model)
         base = load_model(args.model, dist.device)
         self.ref = frozen_copy(base, torch.bfloat16 if dist.device.type == "cuda" else None)
@@ -113,8 +118,6 @@ class Run:
         if args.ref_on_cpu:
             self.ref.to("cpu")
         self.eos = eos_ids(self.tokenizer, base)
-        self.train_rows = load_problems(args.dataset, "train", seed=args.seed)
-        self.eval_rows = load_problems(args.eval_dataset or args.dataset, "test", args.eval_problems, args.seed)
         self.grader = TaskGrader(args.dataset, args.grader)
         self.eval_grader = TaskGrader(args.eval_dataset or args.dataset, args.grader)
         self.template = args.template or default_template(args.dataset)
@@ -153,7 +156,7 @@ class Run:
         for step in bar:
             yield step
             if self.stop_signal is not None:
-                self.save(step + 1)
+                self.save(step + 1, force=True)
                 raise SystemExit(f"stopped by signal {self.stop_signal} after step {step + 1}; --resume continues")
 
     def prompts(self, step):
@@ -293,14 +296,16 @@ class Run:
         return {"eval_accuracy": float(np.mean([r["scores"][0] for r in recs])),
                 "eval_length": float(np.mean([r["lengths"][0] for r in recs]))}
 
-    def save(self, step, final=False):
-        if self.dist.is_main and (final or step % self.args.save_every == 0):
+    def save(self, step, force=False):
+        """A checkpoint every --save-every steps (or now, when forced); rank 0 writes it."""
+        if self.dist.is_main and (force or step % self.args.save_every == 0):
             state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "config": vars(self.args)}
             checkpoint.save(self.args.out, step, self.policy, self.tokenizer, state, self.args.keep)
-            if final:
-                self.policy.save_pretrained(os.path.join(self.args.out, "final"))
-                self.tokenizer.save_pretrained(os.path.join(self.args.out, "final"))
 
     def close(self):
-        self.save(self.args.steps, final=True)
+        """The last checkpoint, and the final model in out/final (what evaluate.py --compare loads)."""
+        self.save(self.args.steps, force=True)
+        if self.dist.is_main:
+            self.policy.save_pretrained(os.path.join(self.args.out, "final"))
+            self.tokenizer.save_pretrained(os.path.join(self.args.out, "final"))
         self.dist.close()

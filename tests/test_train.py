@@ -1,0 +1,126 @@
+"""End-to-end: the scripts themselves, run as a user runs them (small settings). Marked slow."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import ROOT
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+pytestmark = pytest.mark.slow
+TOY = os.path.join(ROOT, "toy_models", "toy")
+SMALL = ["--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "16", "--eval-problems", "8",
+         "--eval-every", "2", "--micro-batch", "8"]
+TIMING = ("step_time", "tokens_per_s")
+
+
+def run(script, *args, check=True, **kw):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def read_log(out):
+    with open(os.path.join(out, "log.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def params(path):
+    return dict(AutoModelForCausalLM.from_pretrained(path).named_parameters())
+
+
+def test_build_toy_smoke(tmp_path):
+    run("build_toy.py", "--variant", "toy", "--steps", "3", "--out", str(tmp_path))
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "toy")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "toy")
+    assert tok.decode(tok.encode("3+5:")) == "3+5:"
+    assert 1e5 < sum(p.numel() for p in model.parameters()) < 5e6
+
+
+def test_two_steps_change_every_parameter_and_log_every_metric(tmp_path):
+    out = str(tmp_path / "task")
+    run("train_task.py", "--steps", "2", "--out", out, *SMALL)
+    before, after = params(TOY), params(os.path.join(out, "final"))
+    unchanged = [name for name, p in before.items() if torch.equal(p, after[name])]
+    assert not unchanged, f"parameters that did not move: {unchanged}"
+    log = read_log(out)
+    assert [row["step"] for row in log] == [1, 2]
+    for key in ("reward", "reward_std", "accuracy", "no_answer", "logp_ref", "logp_ref_per_token", "length", "truncated",
+                "zero_std_groups", "entropy", "kl", "grad_norm", "step_time", "tokens_per_s", "eval_accuracy"):
+        assert key in log[-1], key
+
+
+def test_fixed_length_samples_all_have_max_length(tmp_path):
+    out = str(tmp_path / "sharpen")
+    run("train_sharpen.py", "--steps", "1", "--fixed-length", "--out", out, *SMALL)
+    assert read_log(out)[0]["length"] == 16
+
+
+def test_kill_and_resume_gives_the_same_run(tmp_path):
+    straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+    args = ["--steps", "6", "--save-every", "3", "--keep", "5", *SMALL]
+    run("train_task.py", "--out", straight, *args)
+    # Start the same run, SIGKILL it once the step-3 checkpoint is complete, then resume.
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "train_task.py", "--out", killed, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = os.path.join(killed, "step_000003", "COMPLETE")
+    while not os.path.exists(marker) and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    run("train_task.py", "--out", killed, "--resume", *args)
+    a, b = read_log(straight), read_log(killed)
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    for ra, rb in zip(a, b):
+        assert {k: v for k, v in ra.items() if k not in TIMING} == {k: v for k, v in rb.items() if k not in TIMING}
+    pa, pb = params(os.path.join(straight, "final")), params(os.path.join(killed, "final"))
+    assert all(torch.equal(pa[n], pb[n]) for n in pa)
+
+
+def test_sigterm_saves_a_checkpoint_first(tmp_path):
+    out = str(tmp_path / "run")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "train_task.py", "--out", out, "--steps", "50", "--save-every", "100", *SMALL],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while not os.path.exists(os.path.join(out, "log.jsonl")) and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "--resume continues" in err
+    saved = [d for d in os.listdir(out) if d.startswith("step_")]
+    assert len(saved) == 1 and os.path.exists(os.path.join(out, saved[0], "COMPLETE"))
+
+
+def test_checkpoint_loads_in_evaluate(tmp_path):
+    out = str(tmp_path / "task")
+    run("train_task.py", "--steps", "1", "--out", out, *SMALL)
+    ckpt = os.path.join(out, "step_000001")
+    AutoModelForCausalLM.from_pretrained(ckpt)
+    proc = run("evaluate.py", "--dataset", "toy", "--limit", "8", "--n", "4", "--compare", f"base={TOY}", f"task={out}",
+               "--out", str(tmp_path / "cmp.json"))
+    assert "pass@4" in proc.stdout and "maj@4" in proc.stdout
+    results = json.load(open(tmp_path / "cmp.json"))
+    assert set(results) == {"base", "task"} and 0 <= results["task"]["pass@1"] <= 1
+
+
+def test_torchrun_two_processes(tmp_path):
+    out = str(tmp_path / "ddp")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd + ["train_task.py", "--steps", "1", "--out", out, *SMALL], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(read_log(out)) == 1  # rank 0 alone writes the log
+    proc = subprocess.run(cmd + ["evaluate.py", "--dataset", "toy", "--limit", "6", "--samples", "2"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '"problems": 6' in proc.stdout  # both ranks' problems were gathered
