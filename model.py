@@ -58,7 +58,6 @@ def load_model(path, device, dtype=torch.float32):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except (OSError, ValueError) as err:
         raise SystemExit(f"could not load model {path!r}: expected a hub id or a local folder with config.json and weights ({type(err).__name__})")
-    model.generation_config.pad_token_id = model.generation_config.pad_token_id or model.config.eos_token_id
     return model.to(device)
 
 

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import time
 import warnings
@@ -129,7 +130,7 @@ class Run:
             self.start_step = state["step"]
         self.policy = base.train()
         if args.gradient_checkpointing:
-            self.policy.gradient_checkpointing_enable()
+            self.policy.activation_checkpointing_enable()
         self.opt = torch.optim.AdamW(self.policy.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=args.weight_decay)
         warm = max(1, args.warmup)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, 0.1 + 0.9 * s / warm))
@@ -139,12 +140,13 @@ class Run:
             checkpoint.set_rng_state(state["rng"])
             print(f"resumed from {path} at step {self.start_step}") if dist.is_main else None
         self.bad_steps = 0
+        self.saved_step = self.start_step  # never write the same checkpoint twice
         self.stop_signal = None
         for sig in (signal.SIGINT, signal.SIGTERM):  # save a checkpoint, then exit
             signal.signal(sig, lambda signum, frame: setattr(self, "stop_signal", signum))
         if dist.is_main:
             os.makedirs(args.out, exist_ok=True)
-            self._truncate_log()
+            self._prepare_out_dir()
             with open(os.path.join(args.out, "config.json"), "w") as f:
                 json.dump(vars(args), f, indent=1)
 
@@ -275,9 +277,18 @@ class Run:
             show = ("reward", "accuracy", "length", "logp_ref", "eval_accuracy")
             self.bar.set_postfix({k: f"{metrics[k]:.3g}" for k in show if k in metrics})
 
-    def _truncate_log(self):
-        """On resume, drop log lines written after the checkpoint, so the log reads as one clean run."""
-        path = os.path.join(self.args.out, "log.jsonl")
+    def _prepare_out_dir(self):
+        """
+        A fresh run starts from an empty folder (old checkpoints would be picked up by a later --resume).
+        A resumed run drops log lines written after its checkpoint, so the log reads as one clean run.
+        """
+        out, path = self.args.out, os.path.join(self.args.out, "log.jsonl")
+        if not self.args.resume:
+            stale = [d for d in os.listdir(out) if d.startswith("step_") or d == "final"]
+            for d in stale:
+                shutil.rmtree(os.path.join(out, d))
+            if stale:
+                print(f"fresh run: removed {len(stale)} old checkpoint folder(s) from {out}")
         if not os.path.exists(path):
             return
         lines = open(path).read().splitlines() if self.args.resume else []
@@ -298,7 +309,8 @@ class Run:
 
     def save(self, step, force=False):
         """A checkpoint every --save-every steps (or now, when forced); rank 0 writes it."""
-        if self.dist.is_main and (force or step % self.args.save_every == 0):
+        if self.dist.is_main and step != self.saved_step and (force or step % self.args.save_every == 0):
+            self.saved_step = step
             state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "config": vars(self.args)}
             checkpoint.save(self.args.out, step, self.policy, self.tokenizer, state, self.args.keep)
 

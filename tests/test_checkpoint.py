@@ -1,0 +1,174 @@
+"""
+Checkpoints (checkpoint.py): what is saved loads back as a stock Hugging Face model and resumes exactly,
+and what is broken (cut short, truncated, missing) is skipped or stops the run with a clear message,
+never half-loaded.
+"""
+
+import os
+import random
+import signal
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, tiny_qwen
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import checkpoint
+import rl
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(os.path.join(ROOT, "toy_models", "toy"))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_qwen()
+
+
+def trainer_state(model):
+    """What Run.save stores: AdamW and scheduler state after one real step, plus the config."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 + 0.9 * s)
+    model(torch.tensor([[2, 3, 4]])).logits.sum().backward()
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "config": {"lr": 1e-3}}
+
+
+def fake_step(run_dir, step, complete=True, tmp=False):
+    """A folder that looks like a checkpoint cut short (or a finished one, with complete=True)."""
+    path = os.path.join(run_dir, f"step_{step:06d}" + (".tmp" if tmp else ""))
+    os.makedirs(path)
+    if complete:
+        open(os.path.join(path, "COMPLETE"), "w").close()
+    return path
+
+
+def test_saved_checkpoint_loads_with_from_pretrained_and_restores_the_trainer(tmp_path, tiny, tokenizer):
+    """Weights come back bit-exact through from_pretrained; optimizer, scheduler and step through trainer.pt."""
+    state = trainer_state(tiny)
+    path = checkpoint.save(str(tmp_path), 7, tiny, tokenizer, state)
+    assert path == os.path.join(str(tmp_path), "step_000007")
+    assert sorted(os.listdir(tmp_path)) == ["step_000007"]  # the .tmp folder was renamed away
+    loaded = AutoModelForCausalLM.from_pretrained(path)
+    for name, p in tiny.named_parameters():
+        assert torch.equal(loaded.get_parameter(name), p), name
+    assert AutoTokenizer.from_pretrained(path).encode("3+5:") == tokenizer.encode("3+5:")
+    back = checkpoint.load_trainer_state(path)
+    assert back["step"] == 7 and back["config"] == state["config"] and back["scheduler"] == state["scheduler"]
+    for k, s in state["optimizer"]["state"].items():
+        assert torch.equal(back["optimizer"]["state"][k]["exp_avg_sq"], s["exp_avg_sq"])
+    assert back["optimizer"]["param_groups"] == state["optimizer"]["param_groups"]
+
+
+def test_latest_picks_the_newest_complete_checkpoint_by_step_number(tmp_path):
+    """The highest complete step wins, whatever order the folders were written in; a later half-written one is skipped."""
+    for step in (9, 10, 2):
+        fake_step(str(tmp_path), step)
+    fake_step(str(tmp_path), 11, complete=False)
+    assert checkpoint.latest(str(tmp_path)) == os.path.join(str(tmp_path), "step_000010")
+
+
+def test_half_written_checkpoints_are_reported_and_never_loaded(tmp_path, capsys):
+    """A step folder without COMPLETE and a leftover .tmp folder each get a warning; latest() returns neither."""
+    run_dir = str(tmp_path)
+    good = fake_step(run_dir, 3)
+    cut = fake_step(run_dir, 6, complete=False)
+    tmp = fake_step(run_dir, 5, complete=False, tmp=True)
+    assert checkpoint.latest(run_dir) == good
+    out = capsys.readouterr().out
+    assert f"skipping incomplete checkpoint {cut} " in out and f"skipping incomplete checkpoint {tmp} " in out
+    assert good not in out
+    assert checkpoint.completed(run_dir) == [good]
+
+
+def test_a_kill_during_save_leaves_the_previous_checkpoint_as_latest(tmp_path, tiny, tokenizer, monkeypatch):
+    """save() dies after writing the weights (as under SIGKILL): only a .tmp folder is left, and it is not used."""
+    run_dir = str(tmp_path)
+    first = checkpoint.save(run_dir, 1, tiny, tokenizer, {})
+
+    class Killed(BaseException):  # stands in for the process dying mid-write
+        pass
+
+    def die(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(checkpoint.torch, "save", die)
+    with pytest.raises(Killed):
+        checkpoint.save(run_dir, 2, tiny, tokenizer, {})
+    assert sorted(os.listdir(run_dir)) == ["step_000001", "step_000002.tmp"]
+    assert checkpoint.latest(run_dir) == first
+
+
+def test_truncated_trainer_state_stops_with_one_clear_line(tmp_path, tiny, tokenizer):
+    """A trainer.pt cut short (a full disk, a copy interrupted) raises SystemExit naming the file, on one line."""
+    path = checkpoint.save(str(tmp_path), 4, tiny, tokenizer, trainer_state(tiny))
+    file = os.path.join(path, "trainer.pt")
+    data = open(file, "rb").read()
+    for cut in (0, 100, len(data) // 2, len(data) - 1):
+        with open(file, "wb") as f:
+            f.write(data[:cut])
+        with pytest.raises(SystemExit) as err:
+            checkpoint.load_trainer_state(path)
+        message = str(err.value)
+        assert path in message and "trainer.pt" in message and "corrupted" in message
+        assert "\n" not in message
+
+
+def test_pruning_keeps_the_last_k(tmp_path, tiny, tokenizer):
+    """With keep=2, saving steps 1..5 leaves steps 4 and 5; a half-written folder is not counted or removed."""
+    run_dir = str(tmp_path)
+    cut = fake_step(run_dir, 9, complete=False)
+    for step in range(1, 6):
+        checkpoint.save(run_dir, step, tiny, tokenizer, {}, keep=2)
+    assert sorted(os.listdir(run_dir)) == ["step_000004", "step_000005", os.path.basename(cut)]
+    assert [os.path.basename(p) for p in checkpoint.completed(run_dir)] == ["step_000004", "step_000005"]
+
+
+def draws():
+    return random.random(), np.random.rand(3).tolist(), torch.rand(3).tolist(), torch.randint(0, 10**9, (2,)).tolist()
+
+
+def test_rng_states_round_trip_through_trainer_pt(tmp_path, tiny, tokenizer):
+    """After set_rng_state(the saved state), python, numpy and torch draw exactly what they drew after the save."""
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    draws()  # move every generator off its seed
+    path = checkpoint.save(str(tmp_path), 1, tiny, tokenizer, {})
+    expected = draws()
+    draws()  # and on again, as the rest of a run would
+    assert draws() != expected
+    checkpoint.set_rng_state(checkpoint.load_trainer_state(path)["rng"])
+    assert draws() == expected
+
+
+@pytest.fixture
+def keep_signals():
+    """rl.Run installs SIGINT/SIGTERM handlers: give pytest its own back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty", "only_incomplete"])
+def test_resume_without_a_checkpoint_stops_with_a_clear_message(tmp_path, keep_signals, folder, capsys):
+    """`--resume` on a folder that is missing, empty or holds only a cut-short checkpoint: SystemExit naming it."""
+    out = str(tmp_path / "run")
+    if folder != "missing":
+        os.makedirs(out)
+    if folder == "only_incomplete":
+        fake_step(out, 3, complete=False)
+    args = rl.parser("x", out).parse_args(["--resume", "--device", "cpu", "--eval-problems", "8", "--out", out])
+    with pytest.raises(SystemExit) as err:
+        rl.Run(args)
+    message = str(err.value)
+    assert message.startswith("--resume:") and out in message and "\n" not in message
+    assert ("does not exist" if folder == "missing" else "no complete checkpoint") in message
+    if folder == "only_incomplete":
+        assert "skipping incomplete checkpoint" in capsys.readouterr().out

@@ -1,0 +1,146 @@
+"""
+Data parallelism is exact: two processes on CPU (gloo), each holding half of a batch, take the same
+optimizer step as one process holding the whole batch (within fp32 tolerance), and log the same metrics.
+
+The real code path runs on both sides: `rl.Run(args)` builds the trainer, `Run.update` takes the step
+(micro-batches, `dist.all_reduce_grads`, global totals in `loss.token_weights`, grad clipping, AdamW) and
+`Run.metrics` reduces the diagnostics over ranks. The batch (a seeded rollout of the toy model, fixed
+advantages, log-probs from `Run.score`) is built once and shared, so any difference comes from the split.
+"""
+
+import dataclasses
+import math
+import os
+import signal
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import distributed
+import rl
+from rollout import Rollout
+
+pytestmark = pytest.mark.slow  # two spawned processes, each importing torch and transformers: ~30-50 s on 2 cores
+WORLD = 2
+PROMPTS, G = 4, 4  # 16 sequences: 8 per rank, whole groups on each rank
+# micro_batch 3 splits the 8 (or 16) rows of a process unevenly, so gradient accumulation is covered too.
+CASES = {
+    "token": dict(aggregation="token", micro_batch=3),
+    "sequence": dict(aggregation="sequence", micro_batch=3),
+    "constant": dict(aggregation="constant", micro_batch=8),
+    "ppo+kl": dict(aggregation="token", micro_batch=5, updates_per_batch=2, kl_coef=0.1),  # 2 steps, ratio + KL
+}
+TIMING = ("step_time", "tokens_per_s")
+
+
+def make_run(out, aggregation, micro_batch, updates_per_batch=1, kl_coef=0.0):
+    args = ["--device", "cpu", "--prompts-per-step", str(PROMPTS), "--group-size", str(G), "--max-new-tokens", "24",
+            "--eval-problems", "8", "--aggregation", aggregation, "--micro-batch", str(micro_batch),
+            "--updates-per-batch", str(updates_per_batch), "--kl-coef", str(kl_coef), "--out", out]
+    return rl.Run(rl.parser("x", out).parse_args(args))
+
+
+def rows(x, sl):
+    """Rows `sl` of a tensor, or of every field of a Rollout."""
+    if isinstance(x, Rollout):
+        return Rollout(**{f.name: getattr(x, f.name)[sl] for f in dataclasses.fields(x)})
+    return x[sl]
+
+
+def step(run, batch):
+    """One `Run.update` on `batch`, then `Run.metrics`; returns what the two sides must agree on."""
+    loss, grad_norm = run.update(batch["roll"], batch["A"], batch["logp"], batch["ref_logp"])
+    metrics = run.metrics(batch["roll"], batch["r"], batch["R"], batch["ref_logp"], batch["logp"], batch["entropy"],
+                          batch["no_answer"], loss, grad_norm, t0=0.0)
+    return {"loss": loss, "grad_norm": grad_norm, "metrics": {k: v for k, v in metrics.items() if k not in TIMING},
+            "params": {n: p.detach().clone() for n, p in run.policy.named_parameters()},
+            "grads": {n: p.grad.clone() for n, p in run.policy.named_parameters()}}
+
+
+def _worker(rank, port, batch, out):
+    """One rank: join a gloo group as torchrun would set it up, then run every case on this rank's half."""
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      LOCAL_RANK=str(rank))
+    dist = distributed.setup(torch.device("cpu"))
+    assert dist.world == WORLD and dist.rank == rank
+    distributed.setup = lambda device: dist  # one process group, reused by the fresh Run of every case
+    n = len(batch["A"]) // WORLD
+    half = {k: rows(v, slice(rank * n, (rank + 1) * n)) for k, v in batch.items()}
+    results = {name: step(make_run(os.path.join(out, f"rank{rank}_{name}"), **case), half) for name, case in CASES.items()}
+    torch.save(results, os.path.join(out, f"rank{rank}.pt"))
+    dist.close()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def quiet_process():
+    """One torch thread (2 shared cores: more threads are slower here), and pytest's own signal handlers
+    back afterwards (Run() installs SIGINT/SIGTERM handlers that only set a flag)."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.fixture(scope="module")
+def single_and_split(tmp_path_factory, quiet_process):
+    """The whole batch in this process (one Run per case), and the same batch split over 2 spawned ranks."""
+    out = str(tmp_path_factory.mktemp("ddp"))
+    run = make_run(os.path.join(out, "sample"), "token", 16)
+    roll, r, no_answer = run.sample(run.prompts(0), 0)
+    ref_logp, logp, entropy = run.score(roll)
+    init = {n: p.detach().clone() for n, p in run.policy.named_parameters()}
+    A = torch.randn(len(r), generator=torch.Generator().manual_seed(0))  # fixed advantages, none zero
+    R = r + 0.5 * A  # any per-sequence reward will do for the metrics
+    batch = dict(roll=roll, r=r, R=R, no_answer=no_answer, A=A, logp=logp, ref_logp=ref_logp, entropy=entropy)
+    assert len(set(roll.lengths.tolist())) > 1, "the batch needs responses of different lengths"
+    single = {name: step(make_run(os.path.join(out, name), **case), batch) for name, case in CASES.items()}
+    mp.spawn(_worker, args=(free_port(), batch, out), nprocs=WORLD, join=True)
+    split = [torch.load(os.path.join(out, f"rank{k}.pt")) for k in range(WORLD)]
+    return init, single, split
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_two_ranks_take_the_same_step_as_one_process(single_and_split, case):
+    """Loss, pre-clip grad norm, the summed (clipped) gradient and the parameters after AdamW all match."""
+    init, single, split = single_and_split
+    one, two = single[case], split[0][case]
+    assert math.isclose(two["loss"], one["loss"], rel_tol=1e-5, abs_tol=1e-7)
+    assert math.isclose(two["grad_norm"], one["grad_norm"], rel_tol=1e-5)  # catches a wrongly scaled gradient
+    for name, g in one["grads"].items():
+        torch.testing.assert_close(two["grads"][name], g, rtol=1e-4, atol=1e-7, msg=lambda m: f"grad of {name}: {m}")
+    # The first AdamW step is about lr * g / (|g| + 1e-8): 3e-5 per weight here. Where |g| ~ 1e-10 < eps, the
+    # summation order's rounding moves the step by ~2e-7, so 1e-6 is tight, while a flipped sign would cost 6e-5.
+    for name, p in one["params"].items():
+        torch.testing.assert_close(two["params"][name], p, rtol=0, atol=1e-6, msg=lambda m: f"{name}: {m}")
+        assert not torch.equal(p, init[name]), f"{name} did not move: the comparison would prove nothing"
+
+
+def test_every_rank_ends_with_the_same_parameters(single_and_split):
+    """The all-reduced gradient is identical on every rank, so the replicas never drift apart."""
+    _, _, split = single_and_split
+    for case in CASES:
+        for name, p in split[0][case]["params"].items():
+            assert torch.equal(split[1][case]["params"][name], p), (case, name)
+
+
+def test_metrics_are_reduced_over_ranks(single_and_split):
+    """Run.metrics on two halves reports the whole batch's numbers (means, std, per-token averages, counts)."""
+    _, single, split = single_and_split
+    for case in CASES:
+        one, two = single[case]["metrics"], split[0][case]["metrics"]
+        assert one.keys() == two.keys()
+        for key, value in one.items():
+            assert math.isclose(two[key], value, rel_tol=1e-5, abs_tol=1e-7), (case, key, two[key], value)
+        assert split[1][case]["metrics"] == two  # rank 1 computes the same reduced numbers
