@@ -210,9 +210,8 @@ def main():
             if logs:
                 import plot
 
-                png = os.path.splitext(args.out)[0] + ".png"
-                plot.plot_runs(logs, png)
-                print(f"wrote {args.out} and {png}")
+                png = plot.plot_runs(logs, os.path.splitext(args.out)[0] + ".png")
+                print(f"wrote {args.out}" + (f" and {png}" if png else ""))
     dist.close()
 
 
