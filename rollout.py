@@ -10,13 +10,20 @@ stop is an action the policy is rewarded for), which rows ran out of budget, and
 run can be reproduced. Writing the loop also shows there is no magic: a language model samples by
 calling its forward pass once per token on a cache of past keys and values.
 
-Speed: the cache is a transformers StaticCache, allocated once for prompt + max_new_tokens, so no step
-concatenates tensors; the prefill computes logits for the last prompt position only; the loop checks
-"all rows done?" only every `sync_every` tokens, because that check forces a host-device sync on a GPU;
-and once at most half of the rows are still running, the finished rows are dropped from the batch and
-from the cache, so long-tailed batches stop paying for rows that have already stopped.
+Speed (measured in bench/bench_rollout.py):
+* one KV buffer per layer, allocated once for prompt + max_new_tokens and written in place, so no step
+  concatenates tensors; an eager step attends only to the positions written so far (_PrefixLayer);
+* one prefill, which computes logits for the last prompt position only;
+* the attention mask of every step is a slice of one 4D mask built up front, instead of one that
+  transformers rebuilds from the 2D padding mask at every step;
+* the loop looks at "which rows are done?" every `sync_every` tokens (8 on a GPU, where that look makes
+  the host wait for the device; every token on a CPU, where it is free); at each look, finished rows
+  leave the batch and the KV cache (_compact: only the rows that move are copied), so long-tailed
+  batches stop paying for rows that have already stopped;
+* optionally (compile=True) the decode step goes through torch.compile.
 """
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +31,7 @@ import torch.nn.functional as F
 
 from model import position_ids_from_mask
 from transformers import StaticCache
+from transformers.cache_utils import StaticLayer
 
 
 @dataclass
@@ -74,7 +82,9 @@ def left_pad(prompt_ids, pad_id, device):
 
 def sampling_logprobs(logits, temperature=1.0, top_k=0, top_p=1.0):
     """Log-probs of the distribution we actually sample from: logits / T, then top-k, then top-p."""
-    logits = logits.float() / temperature
+    logits = logits.float()
+    if temperature != 1.0:  # x / 1 == x: skip a pass over [rows, vocab] in the common case
+        logits = logits / temperature
     if top_k and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -87,11 +97,80 @@ def sampling_logprobs(logits, temperature=1.0, top_k=0, top_p=1.0):
     return logits.log_softmax(-1)
 
 
-def _drop_finished(keep, cache, *tensors):
-    """Remove finished rows from the running batch and from every layer of the KV cache."""
+class _PrefixLayer(StaticLayer):
+    """
+    A full-attention cache layer: one buffer allocated for the whole rollout and written in place, like
+    transformers' StaticLayer, but attention reads only the filled prefix. StaticLayer hands attention the
+    whole buffer, masked: the fixed shape a compiled step needs, at the price of attending at every step to
+    all the positions not yet written (on average half of the response budget).
+    """
+
+    is_compileable = False  # the prefix grows by one position a step: a new shape at every step
+
+    def __init__(self, max_cache_len):
+        super().__init__(max_cache_len)
+        self.length = 0  # a host int, so slicing the prefix never waits for the device
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        start, self.length = self.length, self.length + key_states.shape[-2]
+        self.keys[:, :, start : self.length] = key_states
+        self.values[:, :, start : self.length] = value_states
+        return self.keys[:, :, : self.length], self.values[:, :, : self.length]
+
+    def get_mask_sizes(self, query_length):
+        return self.length + query_length, 0
+
+    def get_seq_length(self):
+        return self.length
+
+
+def _kv_cache(model, max_len, static):
+    """
+    Preallocated KV cache: transformers' StaticCache, whose full-attention layers (all of them, for most
+    models) become _PrefixLayers unless `static` shapes are needed (the compiled decode step).
+    """
+    cache = StaticCache(config=model.config, max_cache_len=max_len)
+    if not static:
+        cache.layers = [_PrefixLayer(max_len) if type(layer) is StaticLayer else layer for layer in cache.layers]
+    return cache
+
+
+def _decode(model, token, attention_mask, position, cache):
+    """One decoding step: the logits of the next token of every running row."""
+    return model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=position, cache=cache).logits[:, -1]
+
+
+@functools.cache
+def _compiled_decode():
+    """
+    The decode step through torch.compile: its many small kernels fused into fewer. Not as a CUDA graph
+    (mode="reduce-overhead"): a graph replays on fixed buffers, and every rollout allocates a new KV cache,
+    so each call would record a new graph; keeping one cache alive between calls instead would hold the KV
+    of a whole rollout batch through the training step.
+    """
+    return torch.compile(_decode)
+
+
+def _compact(running, cache, *tensors):
+    """
+    Drop the finished rows from the running batch and from every layer of the KV cache, in place: the last
+    running rows move into the slots of finished ones, then every tensor keeps its first n rows (a view).
+    Only the moved rows are copied, and no second copy of the cache is ever allocated.
+    """
+    n = int(running.sum())  # `running` is on the host: deciding what moves where costs the device nothing
+    device = tensors[0].device
+    holes = (~running[:n]).nonzero().squeeze(1).to(device)
+    sources = (running[n:].nonzero().squeeze(1) + n).to(device)
+
+    def move(x):
+        x[holes] = x[sources]
+        return x[:n]
+
     for layer in cache.layers:
-        layer.keys, layer.values = layer.keys[keep], layer.values[keep]
-    return [t[keep] for t in tensors]
+        layer.keys, layer.values = move(layer.keys), move(layer.values)
+    return [move(t) for t in tensors]
 
 
 @torch.no_grad()
@@ -106,53 +185,71 @@ def rollout(
     top_p=1.0,
     ignore_eos=False,
     generator=None,
-    sync_every=8,
+    sync_every=None,
+    compile=False,
 ):
     """
     Sample one response per prompt (repeat a prompt G times for a group). temperature=0 is greedy.
     ignore_eos=True is the paper's fixed-length control: EOS is sampled like any token but does not stop
     the row, so every response is exactly max_new_tokens long.
+
+    sync_every: look for finished rows every this many tokens (default: every token on a CPU, where looking
+    is free; every 8 on a GPU, where each look makes the host wait for the device).
+
+    compile=True runs the one-token decoding step through torch.compile (see _compiled_decode). A compiled
+    step needs the same shapes at every step, so it reads the whole static cache and keeps finished rows in
+    the batch; the first call compiles for a minute or more, and a call with a new batch size or length
+    once more (for shapes that vary from then on). Off by default: it can pay where the step is bound by
+    kernel launches (small models on a GPU); on a CPU it gains little (bench/bench_rollout.py --compile).
     """
     device = model.device
+    sync_every = sync_every or (1 if device.type == "cpu" else 8)
     B = len(prompt_ids)
     prompt, prompt_mask = left_pad(prompt_ids, pad_token_id, device)
     P = prompt.shape[1]
     eos = torch.tensor(eos_token_ids, device=device)
-    cache = StaticCache(config=model.config, max_cache_len=P + max_new_tokens)
-    # The attention mask of every step is a prefix of this one buffer: prompt mask, then ones.
-    full_mask = torch.cat([prompt_mask, torch.ones((B, max_new_tokens), dtype=torch.long, device=device)], 1)
+    cache = _kv_cache(model, P + max_new_tokens, static=compile)
+    # A full-attention model gets our own 4D mask [rows, 1, 1, keys] (True = attend), so transformers does not
+    # build one at every step. An eager step reads a prefix of it, every key of which is written; a compiled
+    # step reads all of it, so a key is unmasked when its token is written. (A sliding-window model keeps
+    # transformers' masks, built from the 2D one, whose causal part hides the keys not yet written.)
+    own_mask = all(type(layer) in (StaticLayer, _PrefixLayer) for layer in cache.layers)
+    mask = F.pad(prompt_mask, (0, max_new_tokens), value=0 if compile and own_mask else 1)
+    if own_mask:
+        mask = mask.bool()[:, None, None]
+    decode = _compiled_decode() if compile else _decode
     tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((B, max_new_tokens), device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
 
     position = position_ids_from_mask(prompt_mask)
     out = model(input_ids=prompt, attention_mask=prompt_mask, position_ids=position, cache=cache, logits_to_keep=1)
+    logits = out.logits[:, -1]
     position = position[:, -1:]
     rows = torch.arange(B, device=device)  # which original row each running row is
-    mask = full_mask
+    finished = torch.zeros(B, dtype=torch.bool, device=device)  # per running row
     for t in range(max_new_tokens):
-        logp = sampling_logprobs(out.logits[:, -1], max(temperature, 1e-5), top_k, top_p)
+        logp = sampling_logprobs(logits, max(temperature, 1e-5), top_k, top_p)
         if temperature == 0:
             token = logp.argmax(-1)
         else:
             token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
-        is_done = done[rows]
-        token = token.masked_fill(is_done, pad_token_id)
+        token = token.masked_fill(finished, pad_token_id)
         tokens[rows, t] = token
-        logprobs[rows, t] = logp.gather(-1, token[:, None]).squeeze(-1).masked_fill(is_done, 0.0)
+        logprobs[rows, t] = logp.gather(-1, token[:, None]).squeeze(-1).masked_fill(finished, 0.0)
         if not ignore_eos:
-            done[rows] |= torch.isin(token, eos)
+            finished |= torch.isin(token, eos)
         if t + 1 == max_new_tokens:
             break
         if (t + 1) % sync_every == 0:
-            running = ~done[rows]
-            n = int(running.sum())  # the one host sync, every sync_every tokens
-            if n == 0:
+            running = (~finished).cpu()  # the one host-device sync, every sync_every tokens
+            if not running.any():
                 break
-            if n <= len(rows) // 2:
-                rows, token, position, mask = _drop_finished(running, cache, rows, token, position, mask)
+            if not compile and not running.all():
+                rows, token, position, mask, finished = _compact(running, cache, rows, token, position, mask, finished)
         position = position + 1
-        out = model(input_ids=token[:, None], attention_mask=mask[:, : P + t + 1], position_ids=position, cache=cache)
+        if compile and own_mask:
+            mask[..., P + t] = True  # the key this step writes
+        logits = decode(model, token, mask if compile else mask[..., : P + t + 1], position, cache)
 
     # Response mask: every token up to and including the first EOS (every token when EOS is ignored).
     sampled_eos = torch.isin(tokens, eos)

@@ -1,0 +1,199 @@
+"""Benchmark: rollout tokens/s of rollout.py against `model.generate`.
+
+Both sample the same left-padded prompts with the same model, batch, temperature, top-k/top-p and
+max_new_tokens (`generate` with do_sample=True). Throughput counts the response tokens each side really
+produced, up to and including EOS (the padding `generate` appends after a row stops is not counted).
+The contenders alternate inside one process, after one warm-up call each, and the table shows medians.
+
+    workloads   the embedded toy model (0.4M parameters, responses of 4-42 tokens) at several batch sizes,
+                and a Qwen2.5-0.5B-shaped model with random weights (896 hidden, 24 layers, 14 heads,
+                2 KV heads, 4864 intermediate, vocabulary 151936; built from a config, nothing downloaded),
+                whose near-uniform random logits almost never sample EOS: every row runs to the budget.
+    bandwidth   with --peak-gbps, also the decode step time at a fixed length (EOS ignored) and the share
+                of the memory-bandwidth bound it reaches: bytes read per step (the weights once, plus the
+                KV cache of every row) / step time / peak. The number that matters on a GPU.
+
+    python bench/bench_rollout.py                                      # CPU: a few minutes
+    python bench/bench_rollout.py --compile                            # also rollout(compile=True)
+    python bench/bench_rollout.py --device cuda --peak-gbps 3350 --big-batch 64 --big-tokens 256 --compile
+
+On a CPU the default is one thread (--threads): on a small shared machine, several threads per process
+spin-wait against each other and the timings become noise. Both contenders get the same setting.
+On CUDA the models run in bf16.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import toytask  # noqa: E402
+from data import build_prompt, load_problems  # noqa: E402
+from model import TOY_MODELS, eos_ids, load_model, load_tokenizer  # noqa: E402
+from rollout import left_pad, rollout  # noqa: E402
+
+QWEN25_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                  intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=4096)
+
+
+# -----------------------------------------------------------------------------
+# workloads: (model, prompt token ids, eos ids, pad id)
+
+
+def toy_workload(batch, device, dtype):
+    path = os.path.join(TOY_MODELS, "toy")
+    tok = load_tokenizer(path)
+    model = load_model(path, device, dtype).eval()
+    rows = load_problems("toy", "test", limit=batch)
+    prompts = [tok.encode(build_prompt(tok, r["question"], toytask.PROMPT_TEMPLATE), add_special_tokens=False) for r in rows]
+    return model, prompts, eos_ids(tok, model), tok.pad_token_id
+
+
+def qwen_shaped_workload(batch, device, dtype):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(**QWEN25_05B, eos_token_id=1, pad_token_id=0, bos_token_id=None))
+    model = model.to(device=device, dtype=dtype).eval()
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(24, 40, (batch,), generator=gen).tolist()  # prompts of different lengths: padding
+    prompts = [torch.randint(2, QWEN25_05B["vocab_size"], (n,), generator=gen).tolist() for n in lengths]
+    return model, prompts, [1], 0
+
+
+# -----------------------------------------------------------------------------
+# contenders: each returns the number of response tokens it produced
+
+
+def response_tokens(responses, eos):
+    """Tokens of each row up to and including its first EOS."""
+    is_eos = torch.isin(responses, torch.tensor(eos, device=responses.device))
+    return int(((is_eos.long().cumsum(-1) - is_eos.long()) == 0).sum())
+
+
+def ours(model, prompts, eos, pad, args, max_new_tokens, compile=False, ignore_eos=False):
+    roll = rollout(model, prompts, max_new_tokens, eos, pad, args.temperature, args.top_k, args.top_p,
+                   ignore_eos=ignore_eos, compile=compile)
+    return int(roll.lengths.sum())
+
+
+def hf_generate(model, prompts, eos, pad, args, max_new_tokens):
+    ids, mask = left_pad(prompts, pad, model.device)
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=True,
+                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                         eos_token_id=eos, pad_token_id=pad)
+    return response_tokens(out[:, ids.shape[1]:], eos)
+
+
+def contenders(args):
+    named = {"ours": ours, "generate": hf_generate}
+    if args.compile:
+        named["ours compiled"] = lambda *a: ours(*a, compile=True)
+    return named
+
+
+# -----------------------------------------------------------------------------
+# timing
+
+
+def timed(fn, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return result, time.perf_counter() - start
+
+
+def tokens_per_s(named, call, repeats, device):
+    """Median tokens/s of each contender; one warm-up call each, then the contenders take turns."""
+    for fn in named.values():
+        call(fn)  # warm-up: allocator, lazy imports, and compilation for the compiled step
+    rates = {name: [] for name in named}
+    for _ in range(repeats):
+        for name, fn in named.items():
+            tokens, seconds = timed(lambda: call(fn), device)
+            rates[name].append(tokens / seconds)
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def bytes_per_step(model, batch, context):
+    """Bytes one decode step reads: every weight once (the input embedding only in its tied role as the
+    output head), plus keys and values of `context` positions for every row."""
+    params = {id(p): p for p in model.parameters()}
+    embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    if embed is not head:
+        params.pop(id(embed))  # an untied input embedding reads only `batch` rows
+    weights = sum(p.numel() * p.element_size() for p in params.values())
+    c = model.config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    kv = 2 * c.num_hidden_layers * c.num_key_value_heads * head_dim * embed.element_size() * batch * context
+    return weights + kv
+
+
+def decode_bandwidth(model, prompts, eos, pad, args, max_new_tokens, repeats, device):
+    """Seconds per decode step at a fixed length (EOS ignored, so every step runs every row), and GB/s read."""
+    def step_time(compile):
+        run = lambda n: ours(model, prompts, eos, pad, args, n, compile=compile, ignore_eos=True)  # noqa: E731
+        run(max_new_tokens)  # warm-up
+        full = statistics.median(timed(lambda: run(max_new_tokens), device)[1] for _ in range(repeats))
+        prefill = statistics.median(timed(lambda: run(1), device)[1] for _ in range(repeats))
+        return (full - prefill) / (max_new_tokens - 1)
+
+    P = max(len(p) for p in prompts)
+    gb = bytes_per_step(model, len(prompts), P + max_new_tokens / 2) / 1e9  # mean context over the decode
+    for compile in (False, True) if args.compile else (False,):
+        seconds = step_time(compile)
+        print(f"  decode step{' (compiled)' if compile else ''}: {1e3 * seconds:.2f} ms, {gb:.3f} GB read "
+              f"-> {gb / seconds:.0f} GB/s = {gb / seconds / args.peak_gbps:.1%} of the {args.peak_gbps:.0f} GB/s peak")
+
+
+# -----------------------------------------------------------------------------
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batches", default="8,64,256", help="toy-model batch sizes")
+    p.add_argument("--max-new-tokens", type=int, default=48, help="toy-model response budget")
+    p.add_argument("--big-batch", type=int, default=4, help="batch of the 0.5B-shaped model (0: skip it)")
+    p.add_argument("--big-tokens", type=int, default=16, help="response budget of the 0.5B-shaped model")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--big-repeats", type=int, default=3, help="repeats for the 0.5B-shaped model (slow on a CPU)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (see the docstring)")
+    p.add_argument("--compile", action="store_true", help="add rollout(compile=True) as a third contender")
+    p.add_argument("--peak-gbps", type=float, help="peak memory bandwidth, e.g. 3350 (H100 SXM): adds the bandwidth table")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    named = contenders(args)
+    workloads = [(f"toy, batch {b}", toy_workload, b, args.max_new_tokens, args.repeats) for b in map(int, args.batches.split(","))]
+    if args.big_batch:
+        workloads.append((f"0.5B-shaped, batch {args.big_batch}", qwen_shaped_workload, args.big_batch, args.big_tokens, args.big_repeats))
+
+    print(f"device {device} ({dtype}), {torch.get_num_threads()} CPU thread(s), temperature {args.temperature}, "
+          f"top_k {args.top_k}, top_p {args.top_p}; medians of {args.repeats} alternating runs "
+          f"({args.big_repeats} for the 0.5B-shaped model)")
+    print(f"{'workload':<24}{'new tokens':>11}" + "".join(f"{name + ' tok/s':>22}" for name in named)
+          + "".join(f"{name + ' / generate':>26}" for name in named if name != "generate"))
+    for label, build, batch, max_new, repeats in workloads:
+        model, prompts, eos, pad = build(batch, device, dtype)
+        rate = tokens_per_s(named, lambda fn: fn(model, prompts, eos, pad, args, max_new), repeats, device)
+        print(f"{label:<24}{max_new:>11}" + "".join(f"{rate[name]:>22,.0f}" for name in named)
+              + "".join(f"{rate[name] / rate['generate']:>25.2f}x" for name in named if name != "generate"), flush=True)
+        if args.peak_gbps:
+            decode_bandwidth(model, prompts, eos, pad, args, max_new, repeats, device)
+        del model
+
+
+if __name__ == "__main__":
+    main()

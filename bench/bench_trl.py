@@ -1,0 +1,168 @@
+"""Benchmark: seconds per RL step of this repo's trainer vs TRL's GRPOTrainer, on the toy task, on a CPU.
+
+Both train the embedded toy model (toy_models/toy) on the toy task with the same step: 16 prompts x 8
+samples, at most 48 new tokens, temperature 1 (no top-k, no top-p), reward = toy correctness
+(toytask.grade), no KL term and so no reference model in the loss, AdamW at lr 3e-4, gradients clipped
+to norm 1, one optimizer step per batch of samples, all 128 sequences in one forward/backward micro-batch,
+float32 without activation checkpointing (TRL's defaults, bf16 autocast and checkpointing, are turned off).
+
+What each side does per step (everything between two steps is timed, nothing is left out):
+
+    ours  (the parts train_task.py calls)  run.prompts -> run.sample (rollout.py, decode, grade) ->
+          run.score (log-probs of the samples under pi_ref and under pi_theta, and the entropy: two
+          forward passes without gradients; train_task.py logs them, and the likelihood-reward arms need
+          them) -> sequence_reward -> group_advantages -> run.update (forward + backward + AdamW) ->
+          run.metrics (the logged diagnostics; the log file itself is not written)
+    TRL   GRPOTrainer.train, one optimizer step: fetch and tokenize the prompts, model.generate, decode,
+          reward, group-normalised advantages (scale_rewards="none": mean baseline, no std), one forward
+          + backward with per-token log-probs and entropies ("dapo" token-level loss), AdamW, its own
+          logging of metrics. With beta=0 and num_iterations=1 it computes neither reference nor old
+          log-probs: ours does two forward passes TRL does not.
+
+The two trainers take turns, step by step, in one process: a TrainerCallback runs one step of ours at each
+of TRL's on_step_begin, and each TRL step is timed from one on_step_begin to the next (so its logging and
+data loading count). The first --warmup steps of each are not counted; the medians of the rest are.
+
+    pip install trl        # for this benchmark only: the repo itself never imports it
+    python bench/bench_trl.py [--steps 5] [--warmup 2] [--threads 1]
+
+One CPU thread by default, for both: on a small shared machine several threads per process spin-wait
+against each other and the timings become noise.
+"""
+import argparse
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import rl  # noqa: E402
+import toytask  # noqa: E402
+from data import build_prompt, load_problems  # noqa: E402
+from loss import group_advantages  # noqa: E402
+from model import TOY_MODELS, load_model, load_tokenizer  # noqa: E402
+from rewards import sequence_reward  # noqa: E402
+
+PROMPTS, GROUP, MAX_NEW_TOKENS, LR = 16, 8, 48, 3e-4
+
+
+def our_trainer(out):
+    """rl.Run with the toy defaults (16 prompts per step, 48 tokens, micro-batch 128, lr 3e-4)."""
+    args = rl.parser("bench", out).parse_args(["--dataset", "toy", "--device", "cpu", "--out", out, "--group-size", str(GROUP),
+                                               "--prompts-per-step", str(PROMPTS), "--max-new-tokens", str(MAX_NEW_TOKENS),
+                                               "--lr", str(LR)])
+    run = rl.Run(args)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Run defers these to a checkpoint; here Ctrl-C should just stop
+        signal.signal(sig, signal.SIG_DFL)
+    return run
+
+
+def our_step(run, step):
+    """One step of train_task.py --mode task, without writing the log. Returns the seconds of its parts."""
+    t0 = time.time()
+    clock = [time.perf_counter()]
+
+    def lap():
+        clock.append(time.perf_counter())
+        return clock[-1] - clock[-2]
+
+    rows = run.prompts(step)
+    roll, r, no_answer = run.sample(rows, step)
+    sample = lap()
+    ref_logp, logp, entropy = run.score(roll)
+    score = lap()
+    R = sequence_reward("task", r, ref_logp.sum(-1), logp.sum(-1), roll.lengths)
+    A = group_advantages(R, run.args.group_size, run.args.baseline, run.args.std_normalize)
+    loss, grad_norm = run.update(roll, A, logp, ref_logp)
+    run.metrics(roll, r, R, ref_logp, logp, entropy, no_answer, loss, grad_norm, t0)
+    update = lap()
+    return {"sample": sample, "score": score, "update": update, "total": clock[-1] - clock[0]}
+
+
+def trl_trainer(out, steps, callback):
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    path = os.path.join(TOY_MODELS, "toy")
+    tok = load_tokenizer(path)
+    rows = load_problems("toy", "train", limit=PROMPTS * steps, seed=0)
+    data = Dataset.from_list([{"prompt": build_prompt(tok, r["question"], toytask.PROMPT_TEMPLATE), "answer": r["answer"]} for r in rows])
+
+    def correctness(completions, answer, **kwargs):
+        return [toytask.grade(c, a) for c, a in zip(completions, answer)]
+
+    config = GRPOConfig(
+        output_dir=out, use_cpu=True, use_vllm=False, max_steps=steps, seed=0,
+        per_device_train_batch_size=PROMPTS * GROUP, gradient_accumulation_steps=1, num_generations=GROUP,
+        max_completion_length=MAX_NEW_TOKENS, temperature=1.0, top_k=0, top_p=1.0,
+        beta=0.0, num_iterations=1, scale_rewards="none", loss_type="dapo",
+        learning_rate=LR, lr_scheduler_type="constant", weight_decay=0.01, max_grad_norm=1.0,
+        # TRL's GPU-minded defaults are bf16 autocast and activation checkpointing; ours runs fp32 without
+        # checkpointing on a CPU, and so does TRL here (both settings would only slow it down).
+        bf16=False, gradient_checkpointing=False,
+        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+    )
+    trainer = GRPOTrainer(model=load_model(path, torch.device("cpu")), reward_funcs=correctness, args=config,
+                          train_dataset=data, processing_class=tok, callbacks=[callback])
+    trainer.remove_callback(PrinterCallback)  # TRL still computes its metrics every step; they are just not printed
+    return trainer
+
+
+def take_turns_callback(run, steps):
+    """Runs one step of ours before each TRL step, and times each TRL step up to the next one's start."""
+    from transformers import TrainerCallback
+
+    class TakeTurns(TrainerCallback):
+        def __init__(self):
+            self.ours, self.trl, self.trl_start = [], [], None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if self.trl_start is not None:
+                self.trl.append(time.perf_counter() - self.trl_start)
+            if len(self.ours) < steps:
+                self.ours.append(our_step(run, len(self.ours)))
+            self.trl_start = time.perf_counter()
+
+    return TakeTurns()
+
+
+def seconds(values):
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=5, help="timed steps of each trainer")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps of each trainer first")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    try:
+        import trl
+    except ImportError:
+        raise SystemExit("bench_trl.py needs TRL, which the repo itself does not use: pip install trl")
+    torch.set_num_threads(args.threads)
+    total = args.warmup + args.steps
+    with tempfile.TemporaryDirectory() as tmp:
+        run = our_trainer(os.path.join(tmp, "ours"))
+        turns = take_turns_callback(run, total)
+        # One TRL step more than timed: a TRL step's time ends where the next one begins.
+        trl_trainer(os.path.join(tmp, "trl"), total + 1, turns).train()
+    ours, theirs = turns.ours[args.warmup :], turns.trl[args.warmup : total]
+    part = {k: statistics.median(o[k] for o in ours) for k in ours[0]}
+    print(f"RL step on the toy task: {PROMPTS} prompts x {GROUP} samples, <= {MAX_NEW_TOKENS} new tokens, CPU, "
+          f"{torch.get_num_threads()} thread(s); TRL {trl.__version__}; median of {len(ours)} steps after {args.warmup} warm-up")
+    print(f"  ours {part['total']:7.2f} s/step   (each: {seconds(o['total'] for o in ours)})")
+    print(f"       of which sample {part['sample']:.2f}, score {part['score']:.2f} (the two passes TRL skips), "
+          f"update {part['update']:.2f}")
+    print(f"  TRL  {statistics.median(theirs):7.2f} s/step   (each: {seconds(theirs)})")
+    print(f"  TRL / ours = {statistics.median(theirs) / part['total']:.2f}x (goal >= 3: "
+          f"{'met' if statistics.median(theirs) >= 3 * part['total'] else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
