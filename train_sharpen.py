@@ -14,7 +14,7 @@ on-policy REINFORCE step (no ratio, no clipping) on the token-level mean of -A_i
 AdamW, gradients clipped to norm 1. train_task.py is this file with another reward line:
 `diff train_sharpen.py train_task.py` shows everything that differs.
 
-    python train_sharpen.py                                    # the toy task on a CPU, ~2 minutes
+    python train_sharpen.py                                    # the toy task on a CPU, about a minute
     python train_sharpen.py --fixed-length                     # the paper's control: EOS ignored
     python train_sharpen.py --mode tempered --alpha 4          # RL toward pi_ref^4
     python train_sharpen.py --model Qwen/Qwen2.5-3B-Instruct --dataset math_lighteval --eval-dataset math500

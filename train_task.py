@@ -11,7 +11,7 @@ REINFORCE step (no ratio, no clipping) on the token-level mean of -A_i * log pi_
 gradients clipped to norm 1. train_sharpen.py is this file with another reward line:
 `diff train_sharpen.py train_task.py` shows everything that differs.
 
-    python train_task.py                                       # the toy task on a CPU, ~2 minutes
+    python train_task.py                                       # the toy task on a CPU, about a minute
     python train_task.py --fixed-length                        # the paper's control: EOS ignored
     python train_task.py --mode tilted --alpha 1 --b 10000     # KL-regularised RLVR
     python train_task.py --model Qwen/Qwen2.5-3B-Instruct --dataset math_lighteval --eval-dataset math500
