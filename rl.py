@@ -138,7 +138,8 @@ class Run:
             self.opt.load_state_dict(state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
             checkpoint.set_rng_state(state["rng"])
-            print(f"resumed from {path} at step {self.start_step}") if dist.is_main else None
+            if dist.is_main:
+                print(f"resumed from {path} at step {self.start_step}")
         self.bad_steps = 0
         self.saved_step = self.start_step  # never write the same checkpoint twice
         self.stop_signal = None
