@@ -165,11 +165,13 @@ class Run:
     def prompts(self, step):
         """This rank's prompts for `step`: walk a seeded shuffle of the training set, one epoch at a time."""
         n, rows = self.args.prompts_per_step, self.train_rows
+        orders = {}  # one shuffle per epoch this step touches (usually one), not one per prompt
         picked = []
         for i in range(step * n, (step + 1) * n):
             epoch, j = divmod(i, len(rows))
-            order = random.Random(self.args.seed * 100_003 + epoch).sample(range(len(rows)), len(rows))
-            picked.append(rows[order[j]])
+            if epoch not in orders:
+                orders[epoch] = random.Random(self.args.seed * 100_003 + epoch).sample(range(len(rows)), len(rows))
+            picked.append(rows[orders[epoch][j]])
         return picked[self.dist.rank :: self.dist.world]
 
     def sample(self, rows, step):
