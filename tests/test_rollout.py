@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_qwen
 
 from model import response_logprobs
-from rollout import Rollout, left_pad, rollout, sampling_logprobs
+from rollout import Rollout, _decoding_step, _llama_step, _model_step, draw, left_pad, rollout, sampling_logprobs
 
 PROMPTS = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14], [20, 21, 22, 23]]
 
@@ -40,6 +40,62 @@ def test_greedy_equals_generate_when_rows_stop_early():
     assert 0 < roll.truncated.sum() < len(prompts), "the test needs rows that stop and rows that do not"
     expected = generate_greedy(model, prompts, 40)
     assert torch.equal(roll.responses, expected[:, : roll.responses.shape[1]])
+
+
+def other_architecture(name):
+    """Small random stock models of the other Llama-style families the written-out decoding step covers."""
+    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    shape = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=256, eos_token_id=1, pad_token_id=0, bos_token_id=None)
+    if name == "llama3-rope":  # Llama 3's frequency-dependent rotary scaling, and biases on q/k/v/o
+        rope = dict(rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                    original_max_position_embeddings=16)
+        return LlamaForCausalLM(LlamaConfig(**shape, rope_parameters=rope, attention_bias=True)).eval()
+    if name == "qwen3":  # per-head RMSNorm of queries and keys, head_dim set apart from hidden / heads
+        return Qwen3ForCausalLM(Qwen3Config(**shape, head_dim=16)).eval()
+    return MistralForCausalLM(MistralConfig(**shape, sliding_window=None)).eval()
+
+
+@pytest.mark.parametrize("name", ["llama3-rope", "qwen3", "mistral"])
+def test_written_out_step_on_other_architectures(name):
+    model = other_architecture(name)
+    assert _decoding_step(model, own_mask=True) is _llama_step
+    roll = rollout(model, PROMPTS, 24, [1], 0, temperature=0)
+    expected = generate_greedy(model, PROMPTS, 24)
+    assert torch.equal(roll.responses, expected[:, : roll.responses.shape[1]])
+    roll = rollout(model, PROMPTS * 4, 20, [1], 0, generator=torch.Generator().manual_seed(0))
+    logp, _ = response_logprobs(model, roll.sequences, roll.attention_mask, roll.response_mask)
+    torch.testing.assert_close(logp, roll.logprobs, atol=1e-5, rtol=0)
+
+
+def test_written_out_step_outside_fp32_uses_the_models_own_norms():
+    # In float64 the fused F.rms_norm is not the arithmetic of transformers' RMSNorm; the plan keeps the modules.
+    model = tiny_qwen().double()
+    roll = rollout(model, PROMPTS, 16, [1], 0, temperature=0)
+    expected = generate_greedy(model, PROMPTS, 16)
+    assert torch.equal(roll.responses, expected[:, : roll.responses.shape[1]])
+
+
+def test_models_the_written_out_step_does_not_cover_take_their_own_forward():
+    sliding = tiny_qwen(use_sliding_window=True, sliding_window=4, max_window_layers=1)
+    assert _decoding_step(sliding, own_mask=False) is _model_step
+    dynamic_rope = tiny_qwen(rope_parameters=dict(rope_type="dynamic", rope_theta=10000.0, factor=2.0))
+    assert _decoding_step(dynamic_rope, own_mask=True) is _model_step
+    wrapped = tiny_qwen()
+    wrapped.model.layers[1].self_attn.q_proj = torch.nn.Sequential(wrapped.model.layers[1].self_attn.q_proj)  # e.g. an adapter
+    assert _decoding_step(wrapped, own_mask=True) is _model_step
+    assert _decoding_step(tiny_qwen(), own_mask=True) is _llama_step
+
+
+def test_draw_samples_each_token_with_its_probability():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
+    logp = probs.log().expand(200_000, -1)
+    tokens = draw(logp, torch.Generator().manual_seed(0))
+    freq = torch.bincount(tokens, minlength=5) / len(tokens)
+    torch.testing.assert_close(freq, probs, atol=0.004, rtol=0)  # 4 standard errors at most
+    assert freq[4] == 0  # a banned token is never drawn
 
 
 def test_logprobs_equal_teacher_forcing(model):
@@ -155,8 +211,8 @@ def test_finished_rows_leave_the_batch(monkeypatch):
         rows_per_step.append(len(token))
         return decode(model, token, *args)
 
-    decode = rollout_module._decode
-    monkeypatch.setattr(rollout_module, "_decode", counting_decode)
+    decode = rollout_module._llama_step
+    monkeypatch.setattr(rollout_module, "_llama_step", counting_decode)
     prompts = [[i + 2, i + 3] for i in range(24)]
     roll = rollout(model, prompts, 24, [1], 0, temperature=0)
     running = (roll.lengths[:, None] > torch.arange(1, len(rows_per_step) + 1)).sum(0)  # rows still going after step t
