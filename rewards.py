@@ -26,6 +26,7 @@ import toytask
 from data import TOY_NAMES
 
 MODES = ("task", "sharpen", "tempered", "tilted")
+POLICY_TERM = ("tempered", "tilted")  # the rewards with a -log pi_theta term
 NORMALIZATIONS = ("sum", "mean", "power")
 
 

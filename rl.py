@@ -11,6 +11,7 @@ only in their objective. Each piece is a small function or method, in the order 
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -30,13 +31,13 @@ from data import build_prompt, default_template, load_or_exit
 from evaluate import decode_responses, sample_and_grade
 from loss import AGGREGATIONS, BASELINES, policy_loss, token_weights
 from model import autocast, eos_ids, frozen_copy, load_model, load_tokenizer, pick_device, resolve_model_path, response_logprobs
-from rewards import NORMALIZATIONS, TaskGrader
+from rewards import NORMALIZATIONS, POLICY_TERM, TaskGrader
 from rollout import Rollout, rollout
 
 # The paper's settings for real models (notes section 3), and settings that work for the toy on a CPU.
 PAPER_DEFAULTS = dict(steps=500, prompts_per_step=32, lr=1e-6, warmup=50, max_new_tokens=2048, micro_batch=4,
                       eval_every=20, eval_problems=500, save_every=20)
-TOY_DEFAULTS = dict(steps=60, prompts_per_step=16, lr=3e-4, warmup=5, max_new_tokens=48, micro_batch=128,
+TOY_DEFAULTS = dict(steps=60, prompts_per_step=16, lr=3e-4, warmup=5, max_new_tokens=48, micro_batch=32,
                     eval_every=10, eval_problems=256, save_every=20)
 MAX_BAD_STEPS = 3  # consecutive non-finite losses before a run is stopped
 
@@ -95,6 +96,12 @@ def fill_defaults(args):
         if getattr(args, key) is None:
             setattr(args, key, value)
     return args
+
+
+@functools.lru_cache(maxsize=2)
+def epoch_order(seed, epoch, n):
+    """The order of the training set in `epoch`: a seeded shuffle, so a resumed run sees the same prompts."""
+    return random.Random(seed * 100_003 + epoch).sample(range(n), n)
 
 
 class Run:
@@ -165,13 +172,10 @@ class Run:
     def prompts(self, step):
         """This rank's prompts for `step`: walk a seeded shuffle of the training set, one epoch at a time."""
         n, rows = self.args.prompts_per_step, self.train_rows
-        orders = {}  # one shuffle per epoch this step touches (usually one), not one per prompt
         picked = []
         for i in range(step * n, (step + 1) * n):
             epoch, j = divmod(i, len(rows))
-            if epoch not in orders:
-                orders[epoch] = random.Random(self.args.seed * 100_003 + epoch).sample(range(len(rows)), len(rows))
-            picked.append(rows[orders[epoch][j]])
+            picked.append(rows[epoch_order(self.args.seed, epoch, len(rows))[j]])
         return picked[self.dist.rank :: self.dist.world]
 
     def sample(self, rows, step):
@@ -197,23 +201,33 @@ class Run:
         return roll, self.grader.scores(texts, golds).to(self.dist.device), no_answer
 
     @torch.no_grad()
-    def score(self, roll):
-        """Per-token log pi_ref, log pi_theta (the policy before this step's update) and entropy of pi_theta."""
-        if self.args.ref_on_cpu:
+    def score(self, roll, mode):
+        """
+        Per-token log pi_ref, log pi_theta (the policy before this step's update) and entropy of pi_theta.
+        Sampled at temperature 1 without top-k/top-p, the rollout's own log-probs and entropies are pi_theta's
+        (equal to teacher forcing to 1e-5 in fp32, tests/test_rollout.py), so the policy pass is skipped unless
+        the numbers feed the objective: the -log pi_theta of the reward `mode`s that have one and the PPO
+        ratio come from the trainer's forward, as in the paper (rollout and trainer kernels differ in bf16).
+        """
+        a = self.args
+        if a.ref_on_cpu:
             self.ref.to(self.ref_device)
         ref_logp = self._forward(self.ref, roll)[0]
-        if self.args.ref_on_cpu:
+        if a.ref_on_cpu:
             self.ref.to("cpu")
+        sampled_from_policy = a.temperature == 1 and not a.top_k and a.top_p == 1
+        if sampled_from_policy and mode not in POLICY_TERM and a.updates_per_batch == 1:
+            return ref_logp, roll.logprobs, roll.entropy
         logp, entropy = self._forward(self.policy, roll)
         return ref_logp, logp, entropy
 
     def _forward(self, model, roll):
-        outs = []
-        for i in range(0, roll.sequences.shape[0], self.args.micro_batch):
-            sl = slice(i, i + self.args.micro_batch)
+        logp, entropy = torch.zeros_like(roll.logprobs), torch.zeros_like(roll.logprobs)
+        for rows, sequences, attention_mask, response_mask in roll.micro_batches(self.args.micro_batch):
             with autocast(self.dist.device):
-                outs.append(response_logprobs(model, roll.sequences[sl], roll.attention_mask[sl], roll.response_mask[sl]))
-        return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+                logp[rows, : response_mask.shape[1]], entropy[rows, : response_mask.shape[1]] = response_logprobs(
+                    model, sequences, attention_mask, response_mask)
+        return logp, entropy
 
     def update(self, roll, advantages, old_logp, ref_logp):
         """One or more optimizer steps on the shared loss. Returns (loss, grad_norm); skips non-finite steps."""
@@ -225,11 +239,11 @@ class Run:
         for _ in range(a.updates_per_batch):
             self.opt.zero_grad(set_to_none=True)
             total = 0.0
-            for i in range(0, mask.shape[0], a.micro_batch):
-                sl = slice(i, i + a.micro_batch)
+            for rows, sequences, attention_mask, response_mask in roll.micro_batches(a.micro_batch):
                 with autocast(dist.device):
-                    logp, _ = response_logprobs(self.policy, roll.sequences[sl], roll.attention_mask[sl], mask[sl])
-                loss = policy_loss(logp, advantages[sl], weights[sl], old_logp[sl], clip_eps, ref_logp[sl], a.kl_coef)
+                    logp, _ = response_logprobs(self.policy, sequences, attention_mask, response_mask)
+                R = response_mask.shape[1]
+                loss = policy_loss(logp, advantages[rows], weights[rows, :R], old_logp[rows, :R], clip_eps, ref_logp[rows, :R], a.kl_coef)
                 loss.backward()
                 total += loss.item()
             dist.all_reduce_grads(self.policy)

@@ -41,6 +41,7 @@ class Rollout:
     attention_mask: torch.Tensor  # [B, P+R] 1 on real prompt tokens and on response tokens
     response_mask: torch.Tensor  # [B, R] bool, the response tokens, EOS included
     logprobs: torch.Tensor  # [B, R] log-prob of each sampled token under the sampling distribution
+    entropy: torch.Tensor  # [B, R] entropy of the sampling distribution at each response position
     truncated: torch.Tensor  # [B] bool, the row hit max_new_tokens without sampling EOS
 
     @staticmethod
@@ -59,6 +60,7 @@ class Rollout:
             attention_mask=torch.cat([pad(p.attention_mask, p, 0) for p in parts]),
             response_mask=torch.cat([F.pad(p.response_mask, (0, R - p.response_mask.shape[1])) for p in parts]),
             logprobs=torch.cat([F.pad(p.logprobs, (0, R - p.logprobs.shape[1])) for p in parts]),
+            entropy=torch.cat([F.pad(p.entropy, (0, R - p.entropy.shape[1])) for p in parts]),
             truncated=torch.cat([p.truncated for p in parts]),
         )
 
@@ -69,6 +71,31 @@ class Rollout:
     @property
     def lengths(self):
         return self.response_mask.sum(-1)
+
+    def micro_batches(self, size):
+        """
+        Groups of at most `size` rows for the forward passes of scoring and training, rows of similar length
+        together, each cut to its own longest prompt and response: the padding one long sample forces on a
+        whole batch is never computed (a third of the toy step's tokens). Yields (rows, sequences,
+        attention_mask, response_mask); the caller writes results back with out[rows, :width].
+        """
+        P = self.sequences.shape[1] - self.response_mask.shape[1]
+        for rows in torch.argsort(self.attention_mask.sum(-1), stable=True).split(size):
+            mask = self.attention_mask[rows]
+            start = P - int(mask[:, :P].sum(-1).max())  # prompts are left-padded: the longest one starts here
+            R = int(self.response_mask[rows].sum(-1).max())
+            yield rows, self.sequences[rows, start : P + R], mask[:, start : P + R], self.response_mask[rows, :R]
+
+
+def _distinct(prompt_ids):
+    """The first row of each distinct prompt, and for every row the index of its prompt among those."""
+    index, firsts, inverse = {}, [], []
+    for row, p in enumerate(prompt_ids):
+        if tuple(p) not in index:
+            index[tuple(p)] = len(firsts)
+            firsts.append(row)
+        inverse.append(index[tuple(p)])
+    return firsts, inverse
 
 
 def left_pad(prompt_ids, pad_id, device):
@@ -98,14 +125,14 @@ def sampling_logprobs(logits, temperature=1.0, top_k=0, top_p=1.0):
     return logits.log_softmax(-1)
 
 
-def draw(logp, generator=None):
+def draw(probs, generator=None):
     """
-    One token per row from log-probs [rows, vocab], by the exponential race: with E_i ~ Exp(1) independent,
+    One token per row from probabilities [rows, vocab], by the exponential race: with E_i ~ Exp(1) independent,
     argmax_i p_i / E_i is token i with probability p_i. One pass over the row, where torch.multinomial makes
     several; the floor on E keeps a banned token (p_i = 0) from ever winning by 0 / 0.
     """
-    e = torch.empty_like(logp).exponential_(generator=generator).clamp_(min=torch.finfo(logp.dtype).tiny)
-    return (logp.exp() / e).argmax(-1)
+    e = torch.empty_like(probs).exponential_(generator=generator).clamp_(min=torch.finfo(probs.dtype).tiny)
+    return (probs / e).argmax(-1)
 
 
 class _PrefixLayer(StaticLayer):
@@ -350,19 +377,29 @@ def rollout(
     decode = _compiled(step) if compile else step
     tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((B, max_new_tokens), device=device)
+    entropy = torch.zeros((B, max_new_tokens), device=device)
 
     position = position_ids_from_mask(prompt_mask)
-    out = model(input_ids=prompt, attention_mask=prompt_mask, position_ids=position, cache=cache, logits_to_keep=1)
+    # The G samples of a group share their prompt: prefill each distinct prompt once, then copy its keys and
+    # values to every row that has it (with the cache's own reorder, the one beam search uses).
+    firsts, inverse = _distinct(prompt_ids)
+    out = model(input_ids=prompt[firsts], attention_mask=prompt_mask[firsts], position_ids=position[firsts], cache=cache, logits_to_keep=1)
     logits = out.logits[:, -1]
+    if len(firsts) < B:
+        inverse = torch.tensor(inverse, device=device)
+        cache.reorder_cache(inverse)
+        logits = logits[inverse]
     position = position[:, -1:]
     rows = torch.arange(B, device=device)  # which original row each running row is
     finished = torch.zeros(B, dtype=torch.bool, device=device)  # per running row
     for t in range(max_new_tokens):
         logp = sampling_logprobs(logits, max(temperature, 1e-5), top_k, top_p)
-        token = logp.argmax(-1) if temperature == 0 else draw(logp, generator)
+        probs = logp.exp()
+        token = logp.argmax(-1) if temperature == 0 else draw(probs, generator)
         token = token.masked_fill(finished, pad_token_id)
         tokens[rows, t] = token
         logprobs[rows, t] = logp.gather(-1, token[:, None]).squeeze(-1).masked_fill(finished, 0.0)
+        entropy[rows, t] = torch.special.entr(probs).sum(-1)  # -sum_v p_v log p_v (entr(0) = 0: banned tokens add 0)
         if not ignore_eos:
             finished |= torch.isin(token, eos)
         if t + 1 == max_new_tokens:
@@ -387,11 +424,12 @@ def rollout(
         response_mask = (sampled_eos.long().cumsum(-1) - sampled_eos.long()) == 0
     # Trim the columns no row used, so later passes over the batch do not pay for them.
     R = int(response_mask.sum(-1).max())
-    tokens, response_mask, logprobs = tokens[:, :R], response_mask[:, :R], logprobs[:, :R]
+    tokens, response_mask, logprobs, entropy = tokens[:, :R], response_mask[:, :R], logprobs[:, :R], entropy[:, :R]
     return Rollout(
         sequences=torch.cat([prompt, tokens], 1),
         attention_mask=torch.cat([prompt_mask, response_mask.long()], 1),
         response_mask=response_mask,
         logprobs=logprobs * response_mask,
+        entropy=entropy * response_mask,
         truncated=truncated,
     )

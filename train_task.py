@@ -46,7 +46,7 @@ for step in run.steps():
     t0 = time.time()
     rows = run.prompts(step)  # this rank's prompts
     roll, r, no_answer = run.sample(rows, step)  # G responses per prompt, graded: r in {0, 1}
-    ref_logp, logp, entropy = run.score(roll)  # per token: log pi_ref, log pi_theta, entropy
+    ref_logp, logp, entropy = run.score(roll, args.mode)  # per token: log pi_ref, log pi_theta, entropy
 
     # the objective: the only lines that differ from train_sharpen.py
     R = sequence_reward(args.mode, r, ref_logp.sum(-1), logp.sum(-1), roll.lengths, alpha=args.alpha, b=args.b,

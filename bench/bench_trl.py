@@ -73,7 +73,7 @@ def our_step(run, step):
     rows = run.prompts(step)
     roll, r, no_answer = run.sample(rows, step)
     sample = lap()
-    ref_logp, logp, entropy = run.score(roll)
+    ref_logp, logp, entropy = run.score(roll, "task")
     score = lap()
     R = sequence_reward("task", r, ref_logp.sum(-1), logp.sum(-1), roll.lengths)
     A = group_advantages(R, run.args.group_size, run.args.baseline, run.args.std_normalize)

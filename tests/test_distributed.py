@@ -99,7 +99,7 @@ def single_and_split(tmp_path_factory, quiet_process):
     out = str(tmp_path_factory.mktemp("ddp"))
     run = make_run(os.path.join(out, "sample"), "token", 16)
     roll, r, no_answer = run.sample(run.prompts(0), 0)
-    ref_logp, logp, entropy = run.score(roll)
+    ref_logp, logp, entropy = run.score(roll, "task")
     init = {n: p.detach().clone() for n, p in run.policy.named_parameters()}
     A = torch.randn(len(r), generator=torch.Generator().manual_seed(0))  # fixed advantages, none zero
     R = r + 0.5 * A  # any per-sequence reward will do for the metrics

@@ -30,6 +30,16 @@ def test_greedy_equals_generate(vocab_size):
     assert (expected[:, R:] == 0).all()  # whatever we trimmed was padding
 
 
+def test_a_group_shares_one_prefill():
+    model = tiny_qwen()
+    prefill_rows = []
+    model.model.register_forward_pre_hook(lambda module, args, kwargs: prefill_rows.append(kwargs["input_ids"].shape), with_kwargs=True)
+    roll = rollout(model, [p for p in PROMPTS for _ in range(3)], 16, [1], 0, temperature=0)
+    assert prefill_rows[0] == (len(PROMPTS), 6)  # one prefill row per distinct prompt, not per sample
+    expected = generate_greedy(model, [p for p in PROMPTS for _ in range(3)], 16)
+    assert torch.equal(roll.responses, expected[:, : roll.responses.shape[1]])
+
+
 def test_greedy_equals_generate_when_rows_stop_early():
     # Bias EOS so that rows finish at different times and the finished rows are dropped from the batch.
     model = tiny_qwen(seed=3)
@@ -92,7 +102,7 @@ def test_models_the_written_out_step_does_not_cover_take_their_own_forward():
 def test_draw_samples_each_token_with_its_probability():
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
     logp = probs.log().expand(200_000, -1)
-    tokens = draw(logp, torch.Generator().manual_seed(0))
+    tokens = draw(logp.exp(), torch.Generator().manual_seed(0))
     freq = torch.bincount(tokens, minlength=5) / len(tokens)
     torch.testing.assert_close(freq, probs, atol=0.004, rtol=0)  # 4 standard errors at most
     assert freq[4] == 0  # a banned token is never drawn
@@ -104,6 +114,20 @@ def test_logprobs_equal_teacher_forcing(model):
     logp, entropy = response_logprobs(model, roll.sequences, roll.attention_mask, roll.response_mask)
     torch.testing.assert_close(logp, roll.logprobs, atol=1e-5, rtol=0)
     assert (entropy[roll.response_mask] > 0).all()
+    torch.testing.assert_close(entropy, roll.entropy, atol=1e-5, rtol=0)  # the rollout's entropies too
+
+
+def test_micro_batches_cover_every_row_once_and_score_like_the_whole_batch(model):
+    gen = torch.Generator().manual_seed(2)
+    roll = rollout(model, [[5], [6, 7, 8, 9, 10, 11, 12, 13]] * 6, 20, [1], 0, generator=gen)
+    full, _ = response_logprobs(model, roll.sequences, roll.attention_mask, roll.response_mask)
+    out, seen = torch.zeros_like(full), []
+    for rows, seq, mask, response_mask in roll.micro_batches(5):
+        assert seq.shape[1] <= roll.sequences.shape[1] and mask[:, 0].any() and response_mask[:, -1].any()  # cut to fit
+        out[rows, : response_mask.shape[1]] = response_logprobs(model, seq, mask, response_mask)[0]
+        seen += rows.tolist()
+    assert sorted(seen) == list(range(len(roll.sequences)))
+    torch.testing.assert_close(out, full, atol=1e-5, rtol=0)
 
 
 def test_chunked_logprobs_equal_unchunked(model):
