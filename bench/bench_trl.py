@@ -3,21 +3,22 @@
 Both train the embedded toy model (toy_models/toy) on the toy task with the same step: 16 prompts x 8
 samples, at most 48 new tokens, temperature 1 (no top-k, no top-p), reward = toy correctness
 (toytask.grade), no KL term and so no reference model in the loss, AdamW at lr 3e-4, gradients clipped
-to norm 1, one optimizer step per batch of samples, all 128 sequences in one forward/backward micro-batch,
-float32 without activation checkpointing (TRL's defaults, bf16 autocast and checkpointing, are turned off).
+to norm 1, one optimizer step per batch of samples, float32 without activation checkpointing (TRL's
+defaults, bf16 autocast and checkpointing, are turned off). TRL runs all 128 sequences in one forward/backward
+pass (per_device_train_batch_size 128); ours in the toy default of micro-batches of 32, sorted by length.
 
 What each side does per step (everything between two steps is timed, nothing is left out):
 
     ours  (the parts train_task.py calls)  run.prompts -> run.sample (rollout.py, decode, grade) ->
-          run.score (log-probs of the samples under pi_ref and under pi_theta, and the entropy: two
-          forward passes without gradients; train_task.py logs them, and the likelihood-reward arms need
-          them) -> sequence_reward -> group_advantages -> run.update (forward + backward + AdamW) ->
-          run.metrics (the logged diagnostics; the log file itself is not written)
+          run.score (log-probs of the samples under pi_ref: one forward pass without gradients, for the
+          logged diagnostics logp_ref and kl; log pi_theta and the entropy come with the rollout) ->
+          sequence_reward -> group_advantages -> run.update (forward + backward + AdamW, in length-sorted
+          micro-batches of 32) -> run.metrics (the logged diagnostics; the log file itself is not written)
     TRL   GRPOTrainer.train, one optimizer step: fetch and tokenize the prompts, model.generate, decode,
           reward, group-normalised advantages (scale_rewards="none": mean baseline, no std), one forward
           + backward with per-token log-probs and entropies ("dapo" token-level loss), AdamW, its own
           logging of metrics. With beta=0 and num_iterations=1 it computes neither reference nor old
-          log-probs: ours does two forward passes TRL does not.
+          log-probs: ours does one forward pass (pi_ref) that TRL does not.
 
 The two trainers take turns, step by step, in one process: a TrainerCallback runs one step of ours at each
 of TRL's on_step_begin, and each TRL step is timed from one on_step_begin to the next (so its logging and
@@ -51,7 +52,7 @@ PROMPTS, GROUP, MAX_NEW_TOKENS, LR = 16, 8, 48, 3e-4
 
 
 def our_trainer(out):
-    """rl.Run with the toy defaults (16 prompts per step, 48 tokens, micro-batch 128, lr 3e-4)."""
+    """rl.Run with the toy defaults (16 prompts per step, 48 tokens, micro-batches of 32, lr 3e-4)."""
     args = rl.parser("bench", out).parse_args(["--dataset", "toy", "--device", "cpu", "--out", out, "--group-size", str(GROUP),
                                                "--prompts-per-step", str(PROMPTS), "--max-new-tokens", str(MAX_NEW_TOKENS),
                                                "--lr", str(LR)])
@@ -110,6 +111,15 @@ def trl_trainer(out, steps, callback):
     trainer = GRPOTrainer(model=load_model(path, torch.device("cpu")), reward_funcs=correctness, args=config,
                           train_dataset=data, processing_class=tok, callbacks=[callback])
     trainer.remove_callback(PrinterCallback)  # TRL still computes its metrics every step; they are just not printed
+    generate = trainer.model.generate
+
+    def timed_generate(*args, **kwargs):  # where TRL's time goes: its sampling, counted per step by the callback
+        start = time.perf_counter()
+        out = generate(*args, **kwargs)
+        callback.trl_generate += time.perf_counter() - start
+        return out
+
+    trainer.model.generate = timed_generate
     return trainer
 
 
@@ -120,10 +130,13 @@ def take_turns_callback(run, steps):
     class TakeTurns(TrainerCallback):
         def __init__(self):
             self.ours, self.trl, self.trl_start = [], [], None
+            self.trl_generate, self.trl_generate_per_step = 0.0, []  # seconds in model.generate
 
         def on_step_begin(self, args, state, control, **kwargs):
             if self.trl_start is not None:
                 self.trl.append(time.perf_counter() - self.trl_start)
+                self.trl_generate_per_step.append(self.trl_generate)
+            self.trl_generate = 0.0
             if len(self.ours) < steps:
                 self.ours.append(our_step(run, len(self.ours)))
             self.trl_start = time.perf_counter()
@@ -157,9 +170,10 @@ def main():
     print(f"RL step on the toy task: {PROMPTS} prompts x {GROUP} samples, <= {MAX_NEW_TOKENS} new tokens, CPU, "
           f"{torch.get_num_threads()} thread(s); TRL {trl.__version__}; median of {len(ours)} steps after {args.warmup} warm-up")
     print(f"  ours {part['total']:7.2f} s/step   (each: {seconds(o['total'] for o in ours)})")
-    print(f"       of which sample {part['sample']:.2f}, score {part['score']:.2f} (the two passes TRL skips), "
+    print(f"       of which sample {part['sample']:.2f}, score {part['score']:.2f} (the pi_ref pass TRL skips), "
           f"update {part['update']:.2f}")
     print(f"  TRL  {statistics.median(theirs):7.2f} s/step   (each: {seconds(theirs)})")
+    print(f"       of which model.generate {statistics.median(turns.trl_generate_per_step[args.warmup : total]):.2f}")
     print(f"  TRL / ours = {statistics.median(theirs) / part['total']:.2f}x (goal >= 3: "
           f"{'met' if statistics.median(theirs) >= 3 * part['total'] else 'NOT met'})")
 
