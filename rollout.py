@@ -13,14 +13,18 @@ calling its forward pass once per token on a cache of past keys and values.
 Speed (measured in bench/bench_rollout.py):
 * one KV buffer per layer, allocated once for prompt + max_new_tokens and written in place, so no step
   concatenates tensors; an eager step attends only to the positions written so far (_PrefixLayer);
-* one prefill, which computes logits for the last prompt position only;
-* the attention mask of every step is a slice of one 4D mask built up front, instead of one that
-  transformers rebuilds from the 2D padding mask at every step;
+* one prefill per distinct prompt (the G samples of a group share theirs), logits of the last position only;
+* the decoding step of Llama-style models (Llama, Mistral, Qwen2, Qwen3) written out by hand (_llama_step):
+  the model's weights, gathered once per rollout, and its arithmetic, without the module calls, mask
+  building and output objects of model.forward, which cost more than the arithmetic on a small model;
+  any other model steps through its own forward (_model_step);
+* the attention mask of every step is a slice of one 4D mask built up front;
+* sampling by the exponential race (draw), one pass over the vocabulary;
 * the loop looks at "which rows are done?" every `sync_every` tokens (8 on a GPU, where that look makes
   the host wait for the device; every token on a CPU, where it is free); at each look, finished rows
   leave the batch and the KV cache (_compact: only the rows that move are copied), so long-tailed
   batches stop paying for rows that have already stopped;
-* optionally (compile=True) the decode step goes through torch.compile.
+* optionally (compile=True) the decoding step goes through torch.compile.
 """
 
 import functools
@@ -128,8 +132,9 @@ def sampling_logprobs(logits, temperature=1.0, top_k=0, top_p=1.0):
 def draw(probs, generator=None):
     """
     One token per row from probabilities [rows, vocab], by the exponential race: with E_i ~ Exp(1) independent,
-    argmax_i p_i / E_i is token i with probability p_i. One pass over the row, where torch.multinomial makes
-    several; the floor on E keeps a banned token (p_i = 0) from ever winning by 0 / 0.
+    argmax_i p_i / E_i is token i with probability p_i. torch.multinomial(probs, 1) draws this way too (on a
+    CPU the very same token from the same generator, tested) but checks its input first, at several times the
+    cost for a small vocabulary. The floor on E keeps a banned token (p_i = 0) from ever winning by 0 / 0.
     """
     e = torch.empty_like(probs).exponential_(generator=generator).clamp_(min=torch.finfo(probs.dtype).tiny)
     return (probs / e).argmax(-1)

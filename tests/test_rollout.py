@@ -106,6 +106,11 @@ def test_draw_samples_each_token_with_its_probability():
     freq = torch.bincount(tokens, minlength=5) / len(tokens)
     torch.testing.assert_close(freq, probs, atol=0.004, rtol=0)  # 4 standard errors at most
     assert freq[4] == 0  # a banned token is never drawn
+    probs = torch.rand(32, 1000, generator=torch.Generator().manual_seed(1)) ** 4
+    probs[:, :100] = 0
+    probs /= probs.sum(-1, keepdim=True)
+    expected = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(5)).squeeze(-1)
+    assert torch.equal(draw(probs, torch.Generator().manual_seed(5)), expected)  # torch's own draw, on a CPU
 
 
 def test_logprobs_equal_teacher_forcing(model):
