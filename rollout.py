@@ -368,57 +368,60 @@ def rollout(
     prompt, prompt_mask = left_pad(prompt_ids, pad_token_id, device)
     P = prompt.shape[1]
     eos = torch.tensor(eos_token_ids, device=device)
-    cache = _kv_cache(model, P + max_new_tokens, static=compile)
-    # A full-attention model gets our own 4D mask [rows, 1, 1, keys] (True = attend), so transformers does not
-    # build one at every step. An eager step reads a prefix of it, every key of which is written; a compiled
-    # step reads all of it, so a key is unmasked when its token is written. (A sliding-window model keeps
-    # transformers' masks, built from the 2D one, whose causal part hides the keys not yet written.)
-    own_mask = all(type(layer) in (StaticLayer, _PrefixLayer) for layer in cache.layers)
-    mask = F.pad(prompt_mask, (0, max_new_tokens), value=0 if compile and own_mask else 1)
-    if own_mask:
-        mask = mask.bool()[:, None, None]
-    step = _decoding_step(model, own_mask)
-    plan = _llama_plan(model, P + max_new_tokens) if step is _llama_step else None
-    decode = _compiled(step) if compile else step
-    tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
-    logprobs = torch.zeros((B, max_new_tokens), device=device)
-    entropy = torch.zeros((B, max_new_tokens), device=device)
+    # Inference mode, lighter per operation than no_grad (no version counters: ~8% of a toy rollout); what
+    # leaves the block below is built outside it, as ordinary tensors that training may use.
+    with torch.inference_mode():
+        cache = _kv_cache(model, P + max_new_tokens, static=compile)
+        # A full-attention model gets our own 4D mask [rows, 1, 1, keys] (True = attend), so transformers does not
+        # build one at every step. An eager step reads a prefix of it, every key of which is written; a compiled
+        # step reads all of it, so a key is unmasked when its token is written. (A sliding-window model keeps
+        # transformers' masks, built from the 2D one, whose causal part hides the keys not yet written.)
+        own_mask = all(type(layer) in (StaticLayer, _PrefixLayer) for layer in cache.layers)
+        mask = F.pad(prompt_mask, (0, max_new_tokens), value=0 if compile and own_mask else 1)
+        if own_mask:
+            mask = mask.bool()[:, None, None]
+        step = _decoding_step(model, own_mask)
+        plan = _llama_plan(model, P + max_new_tokens) if step is _llama_step else None
+        decode = _compiled(step) if compile else step
+        tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+        logprobs = torch.zeros((B, max_new_tokens), device=device)
+        entropy = torch.zeros((B, max_new_tokens), device=device)
 
-    position = position_ids_from_mask(prompt_mask)
-    # The G samples of a group share their prompt: prefill each distinct prompt once, then copy its keys and
-    # values to every row that has it (with the cache's own reorder, the one beam search uses).
-    firsts, inverse = _distinct(prompt_ids)
-    out = model(input_ids=prompt[firsts], attention_mask=prompt_mask[firsts], position_ids=position[firsts], cache=cache, logits_to_keep=1)
-    logits = out.logits[:, -1]
-    if len(firsts) < B:
-        inverse = torch.tensor(inverse, device=device)
-        cache.reorder_cache(inverse)
-        logits = logits[inverse]
-    position = position[:, -1:]
-    rows = torch.arange(B, device=device)  # which original row each running row is
-    finished = torch.zeros(B, dtype=torch.bool, device=device)  # per running row
-    for t in range(max_new_tokens):
-        logp = sampling_logprobs(logits, max(temperature, 1e-5), top_k, top_p)
-        probs = logp.exp()
-        token = logp.argmax(-1) if temperature == 0 else draw(probs, generator)
-        token = token.masked_fill(finished, pad_token_id)
-        tokens[rows, t] = token
-        logprobs[rows, t] = logp.gather(-1, token[:, None]).squeeze(-1).masked_fill(finished, 0.0)
-        entropy[rows, t] = torch.special.entr(probs).sum(-1)  # -sum_v p_v log p_v (entr(0) = 0: banned tokens add 0)
-        if not ignore_eos:
-            finished |= torch.isin(token, eos)
-        if t + 1 == max_new_tokens:
-            break
-        if (t + 1) % sync_every == 0:
-            running = (~finished).cpu()  # the one host-device sync, every sync_every tokens
-            if not running.any():
+        position = position_ids_from_mask(prompt_mask)
+        # The G samples of a group share their prompt: prefill each distinct prompt once, then copy its keys and
+        # values to every row that has it (with the cache's own reorder, the one beam search uses).
+        firsts, inverse = _distinct(prompt_ids)
+        out = model(input_ids=prompt[firsts], attention_mask=prompt_mask[firsts], position_ids=position[firsts], cache=cache, logits_to_keep=1)
+        logits = out.logits[:, -1]
+        if len(firsts) < B:
+            inverse = torch.tensor(inverse, device=device)
+            cache.reorder_cache(inverse)
+            logits = logits[inverse]
+        position = position[:, -1:]
+        rows = torch.arange(B, device=device)  # which original row each running row is
+        finished = torch.zeros(B, dtype=torch.bool, device=device)  # per running row
+        for t in range(max_new_tokens):
+            logp = sampling_logprobs(logits, max(temperature, 1e-5), top_k, top_p)
+            probs = logp.exp()
+            token = logp.argmax(-1) if temperature == 0 else draw(probs, generator)
+            token = token.masked_fill(finished, pad_token_id)
+            tokens[rows, t] = token
+            logprobs[rows, t] = logp.gather(-1, token[:, None]).squeeze(-1).masked_fill(finished, 0.0)
+            entropy[rows, t] = torch.special.entr(probs).sum(-1)  # -sum_v p_v log p_v (entr(0) = 0: banned tokens add 0)
+            if not ignore_eos:
+                finished |= torch.isin(token, eos)
+            if t + 1 == max_new_tokens:
                 break
-            if not compile and not running.all():
-                rows, token, position, mask, finished = _compact(running, cache, rows, token, position, mask, finished)
-        position = position + 1
-        if compile and own_mask:
-            mask[..., P + t] = True  # the key this step writes
-        logits = decode(model, token, mask if compile else mask[..., : P + t + 1], position, cache, plan)
+            if (t + 1) % sync_every == 0:
+                running = (~finished).cpu()  # the one host-device sync, every sync_every tokens
+                if not running.any():
+                    break
+                if not compile and not running.all():
+                    rows, token, position, mask, finished = _compact(running, cache, rows, token, position, mask, finished)
+            position = position + 1
+            if compile and own_mask:
+                mask[..., P + t] = True  # the key this step writes
+            logits = decode(model, token, mask if compile else mask[..., : P + t + 1], position, cache, plan)
 
     # Response mask: every token up to and including the first EOS (every token when EOS is ignored).
     sampled_eos = torch.isin(tokens, eos)

@@ -135,6 +135,15 @@ def test_micro_batches_cover_every_row_once_and_score_like_the_whole_batch(model
     torch.testing.assert_close(out, full, atol=1e-5, rtol=0)
 
 
+def test_rollout_returns_ordinary_tensors(model):
+    # The loop runs in inference mode; what it returns must be usable by training (autograd may save it).
+    roll = rollout(model, PROMPTS, 8, [1], 0, generator=torch.Generator().manual_seed(0))
+    fields = [roll.sequences, roll.attention_mask, roll.response_mask, roll.logprobs, roll.entropy, roll.truncated]
+    assert not any(x.is_inference() for x in fields)
+    logp, _ = response_logprobs(model, roll.sequences, roll.attention_mask, roll.response_mask)
+    (logp * roll.logprobs).sum().backward()
+
+
 def test_chunked_logprobs_equal_unchunked(model):
     gen = torch.Generator().manual_seed(1)
     roll = rollout(model, PROMPTS, 12, [1], 0, generator=gen)
