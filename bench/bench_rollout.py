@@ -165,7 +165,7 @@ def main():
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--repeats", type=int, default=21, help="alternating runs per toy workload (this many, for medians that hold on a noisy machine)")
     p.add_argument("--big-repeats", type=int, default=3, help="repeats for the 0.5B-shaped model (slow on a CPU)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (see the docstring)")
     p.add_argument("--compile", action="store_true", help="add rollout(compile=True) as a third contender")
