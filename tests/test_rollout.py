@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import tiny_qwen
 
-from model import response_logprobs
-from rollout import Rollout, _decoding_step, _llama_step, _model_step, draw, left_pad, rollout, sampling_logprobs
+from model import llama_step, response_logprobs
+from rollout import Rollout, _decoding_step, _model_step, draw, left_pad, rollout, sampling_logprobs
 
 PROMPTS = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14], [20, 21, 22, 23]]
 
@@ -71,7 +71,7 @@ def other_architecture(name):
 @pytest.mark.parametrize("name", ["llama3-rope", "qwen3", "mistral"])
 def test_written_out_step_on_other_architectures(name):
     model = other_architecture(name)
-    assert _decoding_step(model, own_mask=True) is _llama_step
+    assert _decoding_step(model, own_mask=True) is llama_step
     roll = rollout(model, PROMPTS, 24, [1], 0, temperature=0)
     expected = generate_greedy(model, PROMPTS, 24)
     assert torch.equal(roll.responses, expected[:, : roll.responses.shape[1]])
@@ -96,7 +96,7 @@ def test_models_the_written_out_step_does_not_cover_take_their_own_forward():
     wrapped = tiny_qwen()
     wrapped.model.layers[1].self_attn.q_proj = torch.nn.Sequential(wrapped.model.layers[1].self_attn.q_proj)  # e.g. an adapter
     assert _decoding_step(wrapped, own_mask=True) is _model_step
-    assert _decoding_step(tiny_qwen(), own_mask=True) is _llama_step
+    assert _decoding_step(tiny_qwen(), own_mask=True) is llama_step
 
 
 def test_draw_samples_each_token_with_its_probability():
@@ -249,8 +249,8 @@ def test_finished_rows_leave_the_batch(monkeypatch):
         rows_per_step.append(len(token))
         return decode(model, token, *args)
 
-    decode = rollout_module._llama_step
-    monkeypatch.setattr(rollout_module, "_llama_step", counting_decode)
+    decode = rollout_module.llama_step
+    monkeypatch.setattr(rollout_module, "llama_step", counting_decode)
     prompts = [[i + 2, i + 3] for i in range(24)]
     roll = rollout(model, prompts, 24, [1], 0, temperature=0)
     running = (roll.lengths[:, None] > torch.arange(1, len(rows_per_step) + 1)).sum(0)  # rows still going after step t
