@@ -176,7 +176,7 @@ def llama_step(model, token, attention_mask, position, cache, plan):
         K, V = kv.update(k, v)
         # Grouped-query attention: the query heads that share a key/value head attend as one block of queries.
         o = F.scaled_dot_product_attention(q.view(B, K.shape[1], -1, D), K, V, attn_mask=attention_mask, scale=w.scale)
-        h = h + F.linear(o.view(B, -1), *w.o)
+        h = h + F.linear(o.reshape(B, -1), *w.o)  # reshape: on a GPU the attention output may not be contiguous
         a = w.norm_2(h)
         h = h + F.linear(w.act(F.linear(a, *w.gate)) * F.linear(a, *w.up), *w.down)
     return F.linear(plan.norm(h), *plan.head)

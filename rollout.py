@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model import has_written_out_step, llama_plan, llama_step, position_ids_from_mask
 from transformers import StaticCache
@@ -260,8 +261,10 @@ def rollout(
     P = prompt.shape[1]
     eos = torch.tensor(eos_token_ids, device=device)
     # Inference mode, lighter per operation than no_grad (no version counters: ~8% of a toy rollout); what
-    # leaves the block below is built outside it, as ordinary tensors that training may use.
-    with torch.inference_mode():
+    # leaves the block below is built outside it, as ordinary tensors that training may use. Attention without
+    # cuDNN's kernel, which builds a new plan for every new shape (~12 ms a call on an H100, measured), and a
+    # rollout's shapes change at every step (one more key) and at every compaction (fewer rows).
+    with torch.inference_mode(), sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
         cache = _kv_cache(model, P + max_new_tokens, static=compile)
         # A full-attention model gets our own 4D mask [rows, 1, 1, keys] (True = attend), so transformers does not
         # build one at every step. An eager step reads a prefix of it, every key of which is written; a compiled
