@@ -95,23 +95,27 @@ def position_ids_from_mask(attention_mask):
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def _logprob_chunk(head, hidden, targets, softcap):
+def _logprob_chunk(head, hidden, targets, softcap, with_entropy):
     logits = head(hidden).float()
     if softcap:  # Gemma-2 style final-logit soft-capping
         logits = softcap * torch.tanh(logits / softcap)
     logp = F.log_softmax(logits, dim=-1)
     token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    if not with_entropy:
+        return token_logp, None
     with torch.no_grad():
         entropy = -(logp.exp() * logp).sum(-1)
     return token_logp, entropy
 
 
-def response_logprobs(model, sequences, attention_mask, response_mask, chunk_elements=2**26):
+def response_logprobs(model, sequences, attention_mask, response_mask, chunk_elements=2**26, entropy=False):
     """
-    log pi(y_t | x, y_<t) for every response token, and the entropy of pi at that position.
+    log pi(y_t | x, y_<t) for every response token, and with entropy=True the entropy of pi at that position
+    (two more passes over the vocabulary per token, so only when asked).
 
     sequences [B, P+R] are left-padded prompts followed by responses; response_mask [B, R] marks the
-    response tokens (EOS included). Returns two [B, R] tensors, zero outside the mask.
+    response tokens (EOS included). Returns two [B, R] tensors, zero outside the mask (the second is None
+    without entropy=True).
 
     Memory: the decoder's hidden states are computed once; the vocabulary projection then runs over the
     valid response tokens in chunks of about `chunk_elements` logits, each under activation
@@ -127,17 +131,15 @@ def response_logprobs(model, sequences, attention_mask, response_mask, chunk_ele
     targets = sequences[:, -R:][response_mask]
     softcap = getattr(model.config, "final_logit_softcapping", None)
     rows = max(1, chunk_elements // head.out_features)
-    token_logp, entropy = [], []
+    token_logp, token_entropy = [], []
     for i in range(0, hidden.shape[0], rows):
-        args = (head, hidden[i : i + rows], targets[i : i + rows], softcap)
+        args = (head, hidden[i : i + rows], targets[i : i + rows], softcap, entropy)
         lp, ent = checkpoint(_logprob_chunk, *args, use_reentrant=False) if torch.is_grad_enabled() else _logprob_chunk(*args)
         token_logp.append(lp)
-        entropy.append(ent)
-    out_logp = torch.zeros(response_mask.shape, dtype=torch.float32, device=sequences.device)
-    out_ent = torch.zeros_like(out_logp)
-    out_logp = out_logp.masked_scatter(response_mask, torch.cat(token_logp))
-    out_ent = out_ent.masked_scatter(response_mask, torch.cat(entropy))
-    return out_logp, out_ent
+        token_entropy.append(ent)
+    zeros = torch.zeros(response_mask.shape, dtype=torch.float32, device=sequences.device)
+    out_logp = zeros.masked_scatter(response_mask, torch.cat(token_logp))
+    return out_logp, zeros.masked_scatter(response_mask, torch.cat(token_entropy)) if entropy else None
 
 
 # -----------------------------------------------------------------------------

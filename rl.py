@@ -212,22 +212,26 @@ class Run:
         a = self.args
         if a.ref_on_cpu:
             self.ref.to(self.ref_device)
-        ref_logp = self._forward(self.ref, roll)[0]
+        ref_logp = self._forward(self.ref, roll, entropy=False)[0]
         if a.ref_on_cpu:
             self.ref.to("cpu")
         sampled_from_policy = a.temperature == 1 and not a.top_k and a.top_p == 1
         if sampled_from_policy and mode not in POLICY_TERM and a.updates_per_batch == 1:
             return ref_logp, roll.logprobs, roll.entropy
-        logp, entropy = self._forward(self.policy, roll)
+        logp, entropy = self._forward(self.policy, roll, entropy=True)
         return ref_logp, logp, entropy
 
-    def _forward(self, model, roll):
-        logp, entropy = torch.zeros_like(roll.logprobs), torch.zeros_like(roll.logprobs)
+    def _forward(self, model, roll, entropy):
+        """No-grad per-token log-probs (and entropies, if asked) of the samples under `model`."""
+        logp = torch.zeros_like(roll.logprobs)
+        ent = torch.zeros_like(roll.logprobs) if entropy else None
         for rows, sequences, attention_mask, response_mask in roll.micro_batches(self.args.micro_batch):
             with autocast(self.dist.device):
-                logp[rows, : response_mask.shape[1]], entropy[rows, : response_mask.shape[1]] = response_logprobs(
-                    model, sequences, attention_mask, response_mask)
-        return logp, entropy
+                lp, e = response_logprobs(model, sequences, attention_mask, response_mask, entropy=entropy)
+            logp[rows, : lp.shape[1]] = lp
+            if entropy:
+                ent[rows, : e.shape[1]] = e
+        return logp, ent
 
     def update(self, roll, advantages, old_logp, ref_logp):
         """One or more optimizer steps on the shared loss. Returns (loss, grad_norm); skips non-finite steps."""

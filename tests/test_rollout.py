@@ -116,7 +116,7 @@ def test_draw_samples_each_token_with_its_probability():
 def test_logprobs_equal_teacher_forcing(model):
     gen = torch.Generator().manual_seed(0)
     roll = rollout(model, PROMPTS * 4, 20, [1], 0, generator=gen)
-    logp, entropy = response_logprobs(model, roll.sequences, roll.attention_mask, roll.response_mask)
+    logp, entropy = response_logprobs(model, roll.sequences, roll.attention_mask, roll.response_mask, entropy=True)
     torch.testing.assert_close(logp, roll.logprobs, atol=1e-5, rtol=0)
     assert (entropy[roll.response_mask] > 0).all()
     torch.testing.assert_close(entropy, roll.entropy, atol=1e-5, rtol=0)  # the rollout's entropies too
@@ -149,7 +149,8 @@ def test_chunked_logprobs_equal_unchunked(model):
     roll = rollout(model, PROMPTS, 12, [1], 0, generator=gen)
     args = (model, roll.sequences, roll.attention_mask, roll.response_mask)
     full, _ = response_logprobs(*args)
-    chunked, _ = response_logprobs(*args, chunk_elements=3 * model.config.vocab_size)
+    chunked, no_entropy = response_logprobs(*args, chunk_elements=3 * model.config.vocab_size)
+    assert no_entropy is None  # entropies only when asked
     torch.testing.assert_close(full, chunked)
 
 
