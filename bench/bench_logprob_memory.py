@@ -71,19 +71,13 @@ VARIANTS = {"naive": naive, "chunked": chunked}
 # the child: one variant, one pass, its peak memory
 
 
-def resident_peak():
-    """This process's high-water mark of resident memory, in bytes."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
+def proc_bytes(path, key):
+    """A "key: N kB" line of a /proc file, in bytes: VmHWM (high-water mark of resident memory) and VmRSS
+    (resident now) of /proc/self/status, MemAvailable of /proc/meminfo."""
+    for line in open(path):
+        if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def resident_now():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {key} in {path}")
 
 
 def child(args):
@@ -94,7 +88,7 @@ def child(args):
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
     else:
-        base = resident_now()
+        base = proc_bytes("/proc/self/status", "VmRSS")
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset VmHWM to the current resident size
     start = time.perf_counter()
@@ -105,19 +99,12 @@ def child(args):
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
     else:
-        peak = resident_peak()
+        peak = proc_bytes("/proc/self/status", "VmHWM")
     print(json.dumps({"peak_bytes": peak - base, "seconds": time.perf_counter() - start}))
 
 
 # -----------------------------------------------------------------------------
 # the parent: one subprocess per variant
-
-
-def available_bytes():
-    for line in open("/proc/meminfo"):
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    return float("inf")
 
 
 def naive_estimate(args):
@@ -126,8 +113,10 @@ def naive_estimate(args):
 
 
 def run_variant(name, args):
-    if args.device == "cpu" and name == "naive" and naive_estimate(args) > 0.8 * available_bytes():
-        return f"not run: needs about {naive_estimate(args) / GB:.0f} GB, {available_bytes() / GB:.0f} GB available"
+    if args.device == "cpu" and name == "naive":
+        available = proc_bytes("/proc/meminfo", "MemAvailable")
+        if naive_estimate(args) > 0.8 * available:
+            return f"not run: needs about {naive_estimate(args) / GB:.0f} GB, {available / GB:.0f} GB available"
     cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--device", args.device, "--batch", str(args.batch),
            "--prompt-tokens", str(args.prompt_tokens), "--response-tokens", str(args.response_tokens)]
     done = subprocess.run(cmd, capture_output=True, text=True)
