@@ -19,7 +19,6 @@ Speed (measured in bench/bench_rollout.py):
   module calls, mask building and output objects of model.forward, which cost more than the arithmetic on
   a small model; any other model steps through its own forward (_model_step);
 * the attention mask of every step is a slice of one 4D mask built up front;
-* sampling by the exponential race (draw), one pass over the vocabulary;
 * the loop looks at "which rows are done?" every `sync_every` tokens (8 on a GPU, where that look makes
   the host wait for the device; every token on a CPU, where it is free); at each look, finished rows
   leave the batch and the KV cache (_compact: only the rows that move are copied), so long-tailed
@@ -133,8 +132,8 @@ def draw(probs, generator=None):
     """
     One token per row from probabilities [rows, vocab], by the exponential race: with E_i ~ Exp(1) independent,
     argmax_i p_i / E_i is token i with probability p_i. torch.multinomial(probs, 1) draws this way too (on a
-    CPU the very same token from the same generator, tested) but checks its input first, at several times the
-    cost for a small vocabulary. The floor on E keeps a banned token (p_i = 0) from ever winning by 0 / 0.
+    CPU the very same token from the same generator, tested); written out, sampling is no black box. The
+    floor on E keeps a banned token (p_i = 0) from ever winning by 0 / 0.
     """
     e = torch.empty_like(probs).exponential_(generator=generator).clamp_(min=torch.finfo(probs.dtype).tiny)
     return (probs / e).argmax(-1)
@@ -300,7 +299,7 @@ def rollout(
             token = logp.argmax(-1) if temperature == 0 else draw(probs, generator)
             token = token.masked_fill(finished, pad_token_id)
             tokens[rows, t] = token
-            logprobs[rows, t] = logp.gather(-1, token[:, None]).squeeze(-1).masked_fill(finished, 0.0)
+            logprobs[rows, t] = logp.gather(-1, token[:, None]).squeeze(-1)  # zeroed outside the response below
             entropy[rows, t] = torch.special.entr(probs).sum(-1)  # -sum_v p_v log p_v (entr(0) = 0: banned tokens add 0)
             if not ignore_eos:
                 finished |= torch.isin(token, eos)
