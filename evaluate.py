@@ -86,8 +86,9 @@ def sample_and_grade(model, tokenizer, rows, grader, n, template, max_new_tokens
         for (i, _), text, length, trunc in zip(chunk, texts, roll.lengths.tolist(), roll.truncated.tolist()):
             rec = records[i]
             rec["responses"].append(text)
-            rec["scores"].append(grader.grade(text, rec["answer"]))
-            rec["answers"].append(grader.answer(text))
+            score, answer = grader.check(text, rec["answer"])
+            rec["scores"].append(score)
+            rec["answers"].append(answer)
             rec["lengths"].append(length)
             rec["truncated"].append(trunc)
     return records

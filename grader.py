@@ -17,36 +17,38 @@ The grader here is binary: no partial credit, no format credit. It works in thre
    exact numbers as "p/q"). Equal strings are a match; the same strings drive maj@k voting.
 3. `answers_match`: compare structures (tuples, intervals, sets, matrices, equations) and then
    scalars: exact fractions first, then sympy. The LaTeX is parsed by a small parser here that
-   builds sympy objects directly (model output is never `eval`-ed). Every symbolic step is
-   bounded twice: size guards (input length, nesting, exponents, factorials) so that no huge
-   number is ever built, and a SIGALRM timer that cuts sympy off after `timeout` seconds.
+   builds sympy objects directly (model output is never `eval`-ed), with size guards (input length,
+   nesting, exponents, factorials) so that no absurd number is ever built. Values are equal exactly
+   where their difference is rational (integers of any size, fractions; identities in variables are
+   checked at random rational points, where polynomials evaluate exactly); otherwise to 60 significant
+   digits, both sides finite, at a precision raised until the difference is resolved. An infinite,
+   undefined or overflowing value never equals a finite gold.
 
-The reference grader of the paper is HF `math-verify`; `grade(..., backend="math_verify")`
-calls it when it is installed.
+The whole check, extraction included, runs in a worker process under a hard time limit (timelimit.py),
+so the bound and the verdict are the same on every thread. The reference grader of the paper is HF
+`math-verify`; `grade(..., backend="math_verify")` calls it (in the same worker) when it is installed.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import random
 import re
-import signal
-import threading
-import time
-import warnings
-from contextlib import contextmanager
 from fractions import Fraction
 
 import sympy
 
+import timelimit
+
 GRADERS = ("builtin", "math_verify")
+
+MAX_RESPONSE_CHARS = 100_000  # only a response's last 100k characters are read (~25k tokens): bounded work
 
 _MAX_ANSWER_CHARS = 1000  # longer "answers" are compared as raw strings only
 _MAX_SYMBOLIC_CHARS = 400  # longer answers never reach sympy
 _MAX_DEPTH = 50            # parser nesting limit (also keeps us far from RecursionError)
 _MAX_EXPONENT = 10_000     # |n| in x^n
 _MAX_DIGITS = 10_000       # digits of any number we let sympy build
-
-
-class _Timeout(Exception):
-    pass
 
 
 class _Unparsable(Exception):
@@ -246,21 +248,21 @@ def _structure(s: str) -> tuple[str, list]:
     return "scalar", [s]
 
 
-def _match_items(ps: list[str], gs: list[str], ordered: bool, symbolic: bool, depth: int) -> bool:
+def _match_items(ps: list[str], gs: list[str], ordered: bool, depth: int) -> bool:
     if len(ps) != len(gs) or (not ordered and len(ps) > 32):  # the greedy pairing is O(n^2)
         return False
     if ordered:
-        return all(_match_clean(p, g, symbolic, depth) for p, g in zip(ps, gs))
+        return all(_match_clean(p, g, depth) for p, g in zip(ps, gs))
     unused = list(gs)
     for p in ps:  # greedy matching is exact here because matching is an equivalence
-        hit = next((g for g in unused if _match_clean(p, g, symbolic, depth)), None)
+        hit = next((g for g in unused if _match_clean(p, g, depth)), None)
         if hit is None:
             return False
         unused.remove(hit)
     return True
 
 
-def _match_clean(p: str, g: str, symbolic: bool, depth: int = 0) -> bool:
+def _match_clean(p: str, g: str, depth: int = 0) -> bool:
     """Compare two cleaned answers: structure first, then scalars."""
     p, g = normalize_answer(p), normalize_answer(g)
     if p == g:
@@ -269,15 +271,15 @@ def _match_clean(p: str, g: str, symbolic: bool, depth: int = 0) -> bool:
         return False
     (kp, ip), (kg, ig) = _structure(p), _structure(g)
     if kp == kg == "scalar":
-        return _scalar_match(p, g, symbolic)
+        return _scalar_match(p, g)
     if kp == kg:
-        return _match_items(ip, ig, kp not in ("set", "list"), symbolic, depth + 1)
+        return _match_items(ip, ig, kp not in ("set", "list"), depth + 1)
     if {kp, kg} in ({"set", "list"}, {"list", "()"}):  # "1, 2" also reads as {1, 2} or (1, 2)
-        return _match_items(ip, ig, "()" in (kp, kg), symbolic, depth + 1)
+        return _match_items(ip, ig, "()" in (kp, kg), depth + 1)
     return False
 
 
-def _scalar_match(p: str, g: str, symbolic: bool) -> bool:
+def _scalar_match(p: str, g: str) -> bool:
     fp, fg = _as_fraction(p), _as_fraction(g)
     if fp is not None and fg is not None:
         return fp == fg
@@ -285,8 +287,8 @@ def _scalar_match(p: str, g: str, symbolic: bool) -> bool:
         return False
     if "=" in p or "=" in g:  # equations: compare side by side
         ps, gs = p.split("="), g.split("=")
-        return len(ps) == len(gs) and all(_scalar_match(a, b, symbolic) for a, b in zip(ps, gs))
-    if not symbolic or max(len(p), len(g)) > _MAX_SYMBOLIC_CHARS:
+        return len(ps) == len(gs) and all(_scalar_match(a, b) for a, b in zip(ps, gs))
+    if max(len(p), len(g)) > _MAX_SYMBOLIC_CHARS:
         return False
     words = re.sub(r"\\[a-zA-Z]+", " ", p + " " + g)
     if re.search(r"[a-zA-Z]{3,}", words):  # text answers ("Evelyn" is not E*v*e*l*y*n)
@@ -387,7 +389,7 @@ class _Parser:
     def atom(self) -> sympy.Expr:
         tok = self.take()
         if tok[0].isdigit() or tok[0] == ".":
-            if len(tok) > 100:
+            if len(tok) > _MAX_DIGITS:
                 raise _Unparsable("long number")
             return sympy.Rational(tok)  # exact, so 0.5 == 1/2
         if tok in ("(", "{"):
@@ -431,69 +433,97 @@ def _guarded_pow(base: sympy.Expr, exp: sympy.Expr) -> sympy.Expr:
     return sympy.Pow(base, exp)
 
 
-# Evaluation points for expressions with variables: positive, irrational-looking, fixed
-# (so grading is deterministic). Two expressions equal at all of them are taken as equal.
-_POINTS = [[sympy.Float(v, 30) for v in row] for row in (
-    ("0.6180339887", "1.4142135623", "2.2360679775", "1.7320508076", "0.5772156649"),
-    ("1.3247179572", "0.7071067812", "2.6651441427", "1.1892071150", "0.9159655942"),
-    ("2.5029078751", "1.6180339887", "0.3183098862", "2.0794415417", "1.2020569032"))]
+# Equality of two sympy values. Exact where the difference is a rational number (integers of any size,
+# fractions, polynomial identities evaluated at rational points); otherwise numerical, but only where the
+# numbers mean something: both values finite and below 10^_MAX_MAGNITUDE, compared to _AGREE_DIGITS
+# significant digits at a working precision that sympy raises until the difference is resolved (so huge
+# values and cancellations are computed, never rounded to a float that overflows or loses them).
+_MAX_MAGNITUDE = 20_000        # decimal digits of |value|; bigger values equal only themselves (same expression)
+_AGREE_DIGITS = 60             # significant digits two values must share to be called equal
+_MAX_WORKING_DIGITS = 40_000   # the most digits sympy may work with while resolving a difference
+_POINTS_PER_CHECK = 3          # random rational points at which an expression in variables is compared
+_LOG10_2 = 0.30102999566398120
+
+
+def _log10_abs(value: sympy.Expr) -> float | None:
+    """log10 |value| of an evaluated number (-inf for zero), or None if it is not a finite number.
+    An unresolved Float (sympy's '0.e-165': zero to within a bound) counts as its bound."""
+    worst = -float("inf")
+    for part in value.as_real_imag():
+        if part == 0 and not part.is_Float:
+            continue
+        if not part.is_Float:
+            return None  # nan, an infinity, or something that did not evaluate
+        _, man, exp, bc = part._mpf_
+        if man == 0:
+            if bc < 0:  # mpmath's inf / nan
+                return None
+            continue  # an exact zero
+        worst = max(worst, (exp + bc) * _LOG10_2)
+    return worst
+
+
+def _equal_numbers(a: sympy.Expr, b: sympy.Expr) -> bool:
+    """a == b for two constant expressions (no free symbols)."""
+    d = a - b
+    if d == 0:
+        return True
+    if d.is_Rational:  # exact values that differ (2^1024 vs 2^1024 + 1)
+        return False
+    mags = [_log10_abs(x.evalf(15, maxn=1000)) for x in (a, b)]
+    if None in mags or max(mags) > _MAX_MAGNITUDE:
+        return False  # not finite, or too big to compare: only the very same expression is equal to it
+    scale = max(mags)
+    # Two close algebraic numbers can differ far below their magnitude (sqrt(10^600 + 1) - 10^300 is about
+    # 10^-301): their separation is bounded by the size of the integers that define them, so sympy may use
+    # twice their digits on top of the value's own.
+    literal_digits = sum(len(str(abs(n.p))) + len(str(n.q)) for n in d.atoms(sympy.Rational))
+    digits = int(max(scale, 0)) + _AGREE_DIGITS + 40 + 2 * literal_digits
+    while digits <= _MAX_WORKING_DIGITS:
+        v = d.evalf(30, maxn=digits)
+        if not v.is_number:
+            return False
+        if any(p.is_Float and p._prec > 1 and p != 0 for p in v.as_real_imag()):
+            return False  # sympy resolved a nonzero difference: the values differ
+        bound = _log10_abs(v)
+        if bound is None:
+            return False
+        if bound <= scale - _AGREE_DIGITS:  # zero to within _AGREE_DIGITS digits of the larger value
+            return True
+        digits *= 4  # cancellation hid the difference: look closer
+    return False
+
+
+def _rational_points(a: sympy.Expr, b: sympy.Expr, symbols: list, count: int) -> list[dict]:
+    """`count` points with rational coordinates p/q in [1/4, 4), q a 17-bit number, drawn from a generator
+    seeded by the two expressions: the same verdict every time, yet points that an answer cannot be written
+    to vanish at. A nonzero rational function of degree D vanishes at such a point with probability about
+    D / 10^10 (Schwartz-Zippel); small denominators keep exact arithmetic cheap at high degree."""
+    seed = int.from_bytes(hashlib.sha256(f"{sympy.srepr(a)}|{sympy.srepr(b)}".encode()).digest()[:8], "big")
+    rng = random.Random(seed)
+    points = []
+    for _ in range(count):
+        point = {}
+        for s in symbols:
+            q = rng.randrange(1 << 16, 1 << 17)
+            point[s] = sympy.Rational(rng.randrange(q // 4, 4 * q), q)
+        points.append(point)
+    return points
 
 
 def _sympy_equal(a: sympy.Expr, b: sympy.Expr) -> bool:
     if a == b:
         return True
     special = (sympy.oo, -sympy.oo, sympy.zoo, sympy.nan)
-    if (a.is_Rational and b.is_Rational) or a.has(*special) or b.has(*special):
-        return False  # exact values that differ, or infinities (compared as strings only)
+    if a.has(*special) or b.has(*special):
+        return False  # infinities are compared as strings only; an infinite value never equals a finite one
     symbols = sorted(a.free_symbols | b.free_symbols, key=str)
-    if len(symbols) > len(_POINTS[0]):
-        return False
-    for point in _POINTS[:3 if symbols else 1]:
-        subs = dict(zip(symbols, point))
-        diff = complex((a - b).evalf(30, subs=subs))  # 30 digits: no cancellation error
-        scale = max(1.0, abs(complex(a.evalf(15, subs=subs))))
-        if not abs(diff) <= 1e-12 * scale:  # also False for nan
-            return False
-    return True
-
-
-# --------------------------------------------------------------------------- time limit
-_warned_no_alarm = False
-
-
-@contextmanager
-def _time_limit(seconds: float):
-    """Raise _Timeout inside the block after `seconds`. Yields whether the limit is enforced:
-    SIGALRM only works on the main thread of a Unix process. Elsewhere the grader falls back
-    to string + exact-number comparison (no sympy), rather than risk a hang."""
-    global _warned_no_alarm
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
-        if not _warned_no_alarm:
-            _warned_no_alarm = True
-            warnings.warn("grader: no SIGALRM here (not the main thread?): symbolic comparison "
-                          "is off, only string and exact-number matches are used.")
-        yield False
-        return
-    armed = [True]
-
-    def on_alarm(signum, frame):
-        if armed[0]:
-            raise _Timeout()
-
-    old_handler = signal.signal(signal.SIGALRM, on_alarm)
-    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, max(float(seconds), 1e-3))
-    start = time.monotonic()
-    try:
-        yield True
-    finally:
-        try:  # disarm first: an alarm landing in the cleanup below must not abort it
-            armed[0] = False
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old_handler if old_handler is not None else signal.SIG_DFL)
-            if old_delay:  # hand a caller's own timer back what is left of it
-                left = max(old_delay - (time.monotonic() - start), 1e-3)
-                signal.setitimer(signal.ITIMER_REAL, left, old_interval)
+    if not symbols:
+        return _equal_numbers(a, b)
+    # An identity must hold everywhere: compare at several random rational points. A polynomial or rational
+    # function then evaluates exactly (a false identity of any degree is caught); anything else is compared
+    # as numbers there, with the same care.
+    return all(_equal_numbers(a.subs(point), b.subs(point)) for point in _rational_points(a, b, symbols, _POINTS_PER_CHECK))
 
 
 # --------------------------------------------------------------------------- public API
@@ -502,60 +532,82 @@ def _is_disjunction(ans: str) -> bool:
     return re.search(r"\bor\b", ans) is not None
 
 
-def _match(pred: str, gold: str, symbolic: bool) -> bool:
+def _match(pred: str, gold: str) -> bool:
     if _is_disjunction(pred) and not _is_disjunction(gold):
         return False
     if max(len(pred), len(gold)) > _MAX_ANSWER_CHARS:
         return pred.strip() == gold.strip()
-    return _match_clean(pred, gold, symbolic)
+    return _match_clean(pred, gold)
+
+
+def _boxed_answers(response: str) -> list[str]:
+    """The distinct answers a response commits to: its boxed answers, else the one extract_answer finds."""
+    answers = list(dict.fromkeys(_boxed_contents(response)))  # distinct, in order
+    return answers or [a for a in [extract_answer(response)] if a is not None]
+
+
+def _grade_math_verify(response: str, gold: str) -> float:
+    import math_verify
+
+    try:  # as in the paper: gold wrapped in \boxed{}, prediction parsed with the defaults
+        gold_parsed = math_verify.parse(f"\\boxed{{{gold}}}")
+        pred_parsed = math_verify.parse(response)
+        return float(math_verify.verify(gold_parsed, pred_parsed))
+    except Exception:
+        return 0.0
+
+
+# What the worker process runs (timelimit.py): the whole check, extraction included, under one hard limit.
+def _grade_here(response: str, gold: str, backend: str) -> list:
+    """[reward, the answer for voting (or None)] of one response."""
+    answers = _boxed_answers(response)
+    key = normalize_answer(answers[-1]) if answers else None
+    if backend == "math_verify":
+        return [_grade_math_verify(response, gold), key]
+    return [float(bool(answers) and all(_match(a, gold) for a in answers)), key]
+
+
+def _match_here(pred: str, gold: str) -> bool:
+    return _match(pred, gold)
+
+
+def _in_worker(func: str, *args, timeout: float, default):
+    """func(*args) in the grader's worker process, or `default` if it fails or overruns `timeout` seconds."""
+    timeout = float(timeout)  # a bad timeout is a bug in the caller: raise here, not silently 0
+    if not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+    try:
+        return timelimit.worker("grader").call(func, *args, timeout=timeout)
+    except (TimeoutError, RuntimeError):  # overran, or failed inside (parser, sympy, memory): no reward
+        return default
 
 
 def answers_match(pred: str, gold: str, timeout: float = 1.0) -> bool:
-    """Is the answer `pred` equivalent to `gold`? Never raises; at most ~`timeout` seconds."""
+    """Is the answer `pred` equivalent to `gold`? Never raises; at most `timeout` seconds, on any thread."""
     if not isinstance(pred, str) or not isinstance(gold, str):
         return False
-    timeout = float(timeout)  # a bad timeout is a bug in the caller: raise here, not silently 0
-    try:
-        with _time_limit(timeout) as symbolic:
-            return _match(pred, gold, symbolic)
-    except Exception:  # _Timeout, RecursionError, MemoryError, sympy internals: no reward
-        return False
+    return _in_worker("_match_here", pred[-MAX_RESPONSE_CHARS:], gold, timeout=timeout, default=False)
 
 
-def _grade_math_verify(response: str, gold: str, timeout: float) -> float:
-    try:
-        import math_verify
-    except ImportError as e:
-        raise ImportError("grade(backend='math_verify') needs the optional package: "
-                          "pip install math-verify") from e
-    seconds = max(1, round(timeout))  # math_verify's alarm counts whole seconds
-    try:  # as in the paper: gold wrapped in \boxed{}, prediction parsed with the defaults
-        gold_parsed = math_verify.parse(f"\\boxed{{{gold}}}", parsing_timeout=seconds)
-        pred_parsed = math_verify.parse(response, parsing_timeout=seconds)
-        return float(math_verify.verify(gold_parsed, pred_parsed, timeout_seconds=seconds))
-    except Exception:
-        return 0.0
+def grade_and_answer(response: str, gold: str, backend: str = "builtin", timeout: float = 1.0):
+    """(task reward, the answer the response commits to in canonical form for voting, or None).
+
+    Reward 1.0 if the response's final answer equals `gold`, else 0.0. With several boxed answers, *every*
+    one must match the gold: a response that boxes '3' and then '5' has not committed to an answer (and
+    would otherwise be a free hedge). Only the last MAX_RESPONSE_CHARS characters are read. Everything,
+    extraction included, runs in a worker process under a hard `timeout` (0.0 and None when it overruns),
+    so the verdict and the bound are the same on every thread."""
+    if backend not in GRADERS:
+        raise ValueError(f"unknown grader backend {backend!r}; choose one of {GRADERS}")
+    if backend == "math_verify" and importlib.util.find_spec("math_verify") is None:
+        raise ImportError("grade(backend='math_verify') needs the optional package: pip install math-verify")
+    if not isinstance(response, str) or not isinstance(gold, str):
+        return 0.0, None
+    score, key = _in_worker("_grade_here", response[-MAX_RESPONSE_CHARS:], gold, backend,
+                            timeout=timeout, default=[0.0, None])
+    return score, key
 
 
 def grade(response: str, gold: str, backend: str = "builtin", timeout: float = 1.0) -> float:
-    """Task reward: 1.0 if the response's final answer equals `gold`, else 0.0.
-
-    With several boxed answers, *every* one must match the gold: a response that boxes
-    '3' and then '5' has not committed to an answer (and would otherwise be a free hedge)."""
-    if backend == "math_verify":
-        return _grade_math_verify(response, gold, timeout)
-    if backend != "builtin":
-        raise ValueError(f"unknown grader backend {backend!r}; choose one of {GRADERS}")
-    if not isinstance(response, str) or not isinstance(gold, str):
-        return 0.0
-    timeout = float(timeout)  # a bad timeout is a bug in the caller: raise here, not silently 0
-    try:
-        answers = list(dict.fromkeys(_boxed_contents(response)))  # distinct, in order
-        if not answers:
-            answers = [a for a in [extract_answer(response)] if a is not None]
-        if not answers:
-            return 0.0
-        with _time_limit(timeout) as symbolic:
-            return float(all(_match(a, gold, symbolic) for a in answers))
-    except Exception:
-        return 0.0
+    """Task reward: 1.0 if the response's final answer equals `gold`, else 0.0 (see grade_and_answer)."""
+    return grade_and_answer(response, gold, backend, timeout)[0]

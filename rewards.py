@@ -60,7 +60,8 @@ def sequence_reward(mode, r, logp_ref, logp_pi, lengths, alpha=1.0, b=1.0, norma
 
 
 class TaskGrader:
-    """grade(response, gold) -> 0/1, and the extracted answer, canonicalised, for majority voting."""
+    """check(response, gold) -> (r in {0, 1}, the answer the response commits to, canonicalised so that equal
+    answers share it (for majority voting), or None when it gives none)."""
 
     def __init__(self, dataset, backend="builtin"):
         self.toy = dataset in TOY_NAMES
@@ -71,17 +72,7 @@ class TaskGrader:
                 raise SystemExit(f"unknown grader {backend!r}; expected one of {grader.GRADERS}")
             self.math, self.backend = grader, backend
 
-    def grade(self, response, gold):
+    def check(self, response, gold):
         if self.toy:
-            return toytask.grade(response, gold)
-        return self.math.grade(response, gold, backend=self.backend)
-
-    def answer(self, response):
-        """The answer a response commits to (None if it gives none), in a form equal answers share."""
-        if self.toy:
-            return toytask.extract_answer(response)
-        answer = self.math.extract_answer(response)
-        return None if answer is None else self.math.normalize_answer(answer)
-
-    def scores(self, responses, golds):
-        return torch.tensor([self.grade(y, g) for y, g in zip(responses, golds)])
+            return toytask.grade(response, gold), toytask.extract_answer(response)
+        return self.math.grade_and_answer(response, gold, backend=self.backend)

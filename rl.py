@@ -197,8 +197,10 @@ class Run:
         roll = Rollout.cat(parts, self.tokenizer.pad_token_id)
         texts = decode_responses(self.tokenizer, roll)
         golds = [r["answer"] for r in rows for _ in range(a.group_size)]
-        no_answer = torch.tensor([self.grader.answer(t) is None for t in texts], device=self.dist.device)
-        return roll, self.grader.scores(texts, golds).to(self.dist.device), no_answer
+        checks = [self.grader.check(text, gold) for text, gold in zip(texts, golds)]
+        r = torch.tensor([score for score, _ in checks], device=self.dist.device)
+        no_answer = torch.tensor([answer is None for _, answer in checks], device=self.dist.device)
+        return roll, r, no_answer
 
     @torch.no_grad()
     def score(self, roll, mode):

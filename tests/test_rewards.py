@@ -46,12 +46,10 @@ def test_unknown_mode_or_normalization_says_what_is_expected():
 
 def test_toy_grader():
     g = TaskGrader("toy")
-    assert g.grade("3+5=8,8+2=10#10", "10") == 1.0
-    assert g.grade("#20", "17") == 0.0
-    assert g.grade("3+5=8,8+2", "10") == 0.0  # no answer scores 0
-    assert g.answer("3+5=8,8+2") is None
-    assert g.answer("#017") == "017" and g.grade("#017", "17") == 1.0
-    assert torch.equal(g.scores(["#1", "#2"], ["1", "1"]), torch.tensor([1.0, 0.0]))
+    assert g.check("3+5=8,8+2=10#10", "10") == (1.0, "10")
+    assert g.check("#20", "17") == (0.0, "20")
+    assert g.check("3+5=8,8+2", "10") == (0.0, None)  # no answer scores 0
+    assert g.check("#017", "17") == (1.0, "017")
 
 
 def test_toy_task_structure():

@@ -1,0 +1,53 @@
+"""The task reward cannot be gamed: tests/adversarial.py's cases (overflowing and infinite values against
+ordinary golds, big equal and big different numbers, false and true identities, hedges) all get the
+reward they deserve from the built-in grader, on the main thread and off it."""
+import threading
+import time
+
+import adversarial
+from grader import answers_match, grade
+
+
+def test_the_set_is_large_and_covers_every_kind():
+    cases = adversarial.cases()
+    assert len(cases) >= 150
+    assert len(adversarial.OVERFLOWING) * len(adversarial.ORDINARY_GOLDS) >= 150
+    assert 40 <= sum(e for *_, e in cases) < len(cases) // 2  # true equalities are there too
+
+
+def test_every_adversarial_case_gets_the_reward_it_deserves():
+    wrong = [(y, g, e) for y, g, e in adversarial.cases() if grade(y, g, timeout=5.0) != e]
+    assert wrong == []
+
+
+def test_one_fixed_response_cannot_score_on_every_problem():
+    # The defect this file exists for: pi^1000 overflowed a float and then equalled every gold.
+    for gold in adversarial.ORDINARY_GOLDS:
+        assert grade(r"\boxed{\pi^{1000}}", gold) == 0.0
+    assert grade(r"\boxed{\pi^{1000}}", r"\pi^{1000}") == 1.0
+
+
+def test_more_forms_that_are_no_ordinary_number():
+    for pred in [r"\cosh(1000)", r"\sinh(10000)", r"\tan(\pi/2)", r"\log(0)", r"\frac{1}{\sin(\pi)}",
+                 r"e^{1000!}", r"10^{10^{3}}", "1000!", r"e^{1000 i}", r"\exp(5000)", r"9^{9^{9}}"]:
+        for gold in ["5", "0", r"\frac{1}{2}", "x"]:
+            assert not answers_match(pred, gold), (pred, gold)
+
+
+def test_verdicts_do_not_depend_on_the_thread():
+    cases = adversarial.cases()[::7]
+    on_main = [grade(y, g, timeout=5.0) for y, g, _ in cases]
+    off_main = []
+    t = threading.Thread(target=lambda: off_main.extend(grade(y, g, timeout=5.0) for y, g, _ in cases))
+    t.start()
+    t.join(300)
+    assert off_main == on_main == [e for *_, e in cases]
+
+
+def test_adversarial_cases_are_fast():
+    worst = 0.0
+    for y, g, _ in adversarial.cases():
+        start = time.monotonic()
+        grade(y, g)
+        worst = max(worst, time.monotonic() - start)
+    assert worst < 3.0  # 1 s limit, plus a worker restart after a case that overran it
