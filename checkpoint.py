@@ -1,13 +1,18 @@
 """
-Checkpoints that a kill at any moment cannot corrupt, and that resume a run exactly.
+Checkpoints that a kill at any moment cannot corrupt, that check themselves, and that resume a run exactly.
 
 A checkpoint is a folder step_000123/ holding
     model.safetensors, config.json, tokenizer files   (save_pretrained: loads with from_pretrained and evaluate.py)
     trainer.pt                                        optimizer, scheduler, step, config, every RNG state
-    COMPLETE                                          written last: a folder without it was cut short
+    COMPLETE                                          written last: the SHA-256 of every other file
 It is written to a temporary folder and renamed into place, so a reader sees either nothing or all of it.
+Before a checkpoint is used, every file is checked against COMPLETE: a damaged one (a bad disk, a copy cut
+short, bytes changed by hand) is reported and skipped, and --resume falls back to the newest good one. The
+final model, final/, is written the same way.
 """
 
+import hashlib
+import json
 import os
 import random
 import re
@@ -17,6 +22,7 @@ import numpy as np
 import torch
 
 _STEP = re.compile(r"^step_(\d+)$")
+MARKER = "COMPLETE"
 
 
 def rng_state():
@@ -32,43 +38,98 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(run_dir, step, model, tokenizer, trainer_state, keep=2):
-    """Write run_dir/step_<step> atomically, then keep only the newest `keep` checkpoints."""
-    final = os.path.join(run_dir, f"step_{step:06d}")
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_folder(final, model, tokenizer, trainer_state=None):
+    """save_pretrained (+ trainer.pt) into a temporary folder, seal it with checksums, rename it into place."""
     tmp = final + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    torch.save({**trainer_state, "step": step, "rng": rng_state()}, os.path.join(tmp, "trainer.pt"))
-    open(os.path.join(tmp, "COMPLETE"), "w").close()
-    shutil.rmtree(final, ignore_errors=True)
+    if trainer_state is not None:
+        torch.save(trainer_state, os.path.join(tmp, "trainer.pt"))
+    sums = {name: _sha256(os.path.join(tmp, name)) for name in sorted(os.listdir(tmp))}
+    with open(os.path.join(tmp, MARKER), "w") as f:
+        json.dump({"sha256": sums}, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    old = final + ".old"
+    if os.path.exists(final):  # a kill between these renames leaves final.old and final.tmp, both whole
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
     os.replace(tmp, final)
-    for old in completed(run_dir)[:-keep] if keep else []:
-        shutil.rmtree(old)
+    shutil.rmtree(old, ignore_errors=True)
     return final
 
 
+def save(run_dir, step, model, tokenizer, trainer_state, keep=2):
+    """Write run_dir/step_<step>, then keep only the newest `keep` good checkpoints."""
+    path = write_folder(os.path.join(run_dir, f"step_{step:06d}"), model, tokenizer,
+                        {**trainer_state, "step": step, "rng": rng_state()})
+    for old in completed(run_dir)[:-keep]:
+        shutil.rmtree(old)
+    return path
+
+
+def damage(path):
+    """Why the folder `path` cannot be trusted, or None if every file matches its checksum."""
+    try:
+        with open(os.path.join(path, MARKER)) as f:
+            sums = json.load(f)["sha256"]
+    except FileNotFoundError:
+        return "no COMPLETE marker: the write was cut short"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its COMPLETE marker holds no checksums (damaged, or written by an older version)"
+    extra = set(os.listdir(path)) - set(sums) - {MARKER}
+    if extra:
+        return f"files not in its checksums: {', '.join(sorted(extra))}"
+    for name, digest in sums.items():
+        file = os.path.join(path, name)
+        if not os.path.isfile(file):
+            return f"{name} is missing"
+        if _sha256(file) != digest:
+            return f"{name} does not match its checksum (damaged)"
+    return None
+
+
 def completed(run_dir):
-    """Finished checkpoint folders of a run, oldest first."""
+    """Checkpoint folders with a COMPLETE marker, oldest first (not yet verified: see latest)."""
     if not os.path.isdir(run_dir):
         return []
     steps = sorted(int(m.group(1)) for m in map(_STEP.match, os.listdir(run_dir)) if m)
     paths = [os.path.join(run_dir, f"step_{s:06d}") for s in steps]
-    return [p for p in paths if os.path.exists(os.path.join(p, "COMPLETE"))]
+    return [p for p in paths if os.path.exists(os.path.join(p, MARKER))]
 
 
 def latest(run_dir):
-    """The newest complete checkpoint; a half-written one is reported and skipped, never loaded."""
+    """The newest checkpoint whose files all match their checksums; every one skipped is reported."""
     if not os.path.isdir(run_dir):
-        raise SystemExit(f"--resume: {run_dir} does not exist")
+        raise SystemExit(f"error: --resume: {run_dir} does not exist")
     for name in sorted(os.listdir(run_dir)):
         path = os.path.join(run_dir, name)
-        if (name.endswith(".tmp") or _STEP.match(name)) and not os.path.exists(os.path.join(path, "COMPLETE")):
+        if (name.endswith(".tmp") or _STEP.match(name)) and not os.path.exists(os.path.join(path, MARKER)):
             print(f"warning: skipping incomplete checkpoint {path} (no COMPLETE marker: the write was cut short)")
-    done = completed(run_dir)
-    if not done:
-        raise SystemExit(f"--resume: no complete checkpoint in {run_dir}")
-    return done[-1]
+    for path in reversed(completed(run_dir)):
+        problem = damage(path)
+        if problem is None:
+            return path
+        print(f"warning: skipping checkpoint {path}: {problem}; trying an older one")
+    raise SystemExit(f"error: --resume: no good checkpoint in {run_dir}")
+
+
+def verified(path):
+    """A model folder written here (a COMPLETE marker) must match its checksums; others are taken as they are."""
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, MARKER)):
+        problem = damage(path)
+        if problem is not None:
+            raise SystemExit(f"error: {path} cannot be trusted: {problem}")
+    return path
 
 
 def load_trainer_state(path):

@@ -26,11 +26,14 @@ although the hub calls that split "train"); multi-config sets add a config folde
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import warnings
 from pathlib import Path
 from typing import Callable, NamedTuple
+
+from options import is_toy
 
 # As in the authors' code the template goes through str.format, so "{{}}" becomes "{}". Their prompt file
 # stored "\\boxed{{}}", so their models literally saw a double backslash "\\boxed{}". We show the single
@@ -38,7 +41,6 @@ from typing import Callable, NamedTuple
 COT_TEMPLATE = ("Think step-by-step to solve the following problem. Output your answer inside of \\boxed{{}} tags.:\n"
                 "{problem}\n\nLet's think step-by-step")
 
-TOY_NAMES = ("toy", "toy-aligned")
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
@@ -135,12 +137,27 @@ def _to_rows(records, source: str, question: tuple[str, ...], answer: tuple[str,
 
 
 def _read_file(path: Path):
-    """A local .jsonl/.json/.parquet file through the same datasets builders the hub files go through."""
-    from datasets import load_dataset
+    """The records of a local .jsonl/.json/.parquet file. JSON is read here, numbers kept exactly as the file
+    spells them (a gold answer 9007199254740993 or 1e+25 must not become a float); parquet through datasets."""
     if not path.is_file():
         raise FileNotFoundError(f"no such data file: {path}")
-    builder = "parquet" if path.suffix == ".parquet" else "json"
-    return load_dataset(builder, data_files=str(path), split="train")
+    if path.suffix == ".parquet":
+        from datasets import load_dataset
+        return load_dataset("parquet", data_files=str(path), split="train")
+    text = path.read_text(encoding="utf-8")
+    exact = dict(parse_float=str, parse_int=str)
+    try:
+        if path.suffix == ".json" and text.lstrip()[:1] in ("[", "{"):
+            data = json.loads(text, **exact)
+            records = data.get("data", data.get("rows", data)) if isinstance(data, dict) else data
+            records = [records] if isinstance(records, dict) else records
+        else:  # JSON lines
+            records = [json.loads(line, **exact) for line in text.splitlines() if line.strip()]
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
+        raise ValueError(f"{path} holds no rows: expected JSON objects, one per line (.jsonl) or in a list (.json)")
+    return records
 
 
 def _local_copy(name: str, config: str | None, split: str, several_configs: bool) -> Path:
@@ -154,6 +171,16 @@ def _local_copy(name: str, config: str | None, split: str, several_configs: bool
     raise FileNotFoundError(f"DATA_DIR is set but {folder}/{split}.{{jsonl,json,parquet}} does not exist")
 
 
+def _load_hub(path: str, config: str | None, split: str, name: str):
+    from datasets import load_dataset
+    try:
+        return load_dataset(path, config, split=split)
+    except Exception as err:  # no network, no cached copy, a moved dataset: say what to do instead
+        raise ValueError(f"could not load {path} from the hub ({type(err).__name__}). Offline, use a local file "
+                         f"(--dataset path/to/{name}.jsonl), or DATA_DIR=<folder> with {name}/<split>.jsonl, or "
+                         f"HF_DATASETS_OFFLINE=1 with a copy already in the datasets cache") from None
+
+
 def _load_registered(name: str, split: str) -> list[dict]:
     spec = DATASETS[name]
     if split not in spec.splits:
@@ -164,9 +191,7 @@ def _load_registered(name: str, split: str) -> list[dict]:
             path = _local_copy(name, config, split, len(spec.configs) > 1)
             records, source = _read_file(path), str(path)
         else:
-            from datasets import load_dataset
-            records = load_dataset(spec.path, config, split=spec.splits[split])
-            source = f"{spec.path}[{config or 'default'}/{spec.splits[split]}]"
+            records, source = _load_hub(spec.path, config, spec.splits[split], name), f"{spec.path}[{config or 'default'}/{spec.splits[split]}]"
         rows += _to_rows(records, source, spec.question, spec.answer, spec.extract, spec.extras)
     return rows
 
@@ -174,8 +199,26 @@ def _load_registered(name: str, split: str) -> list[dict]:
 def _load_local(path: Path, question_key: str | None, answer_key: str | None) -> list[dict]:
     records = _read_file(path)
     question = (question_key,) if question_key else ("question", "problem")
-    extras = {key: key for key in ("level", "subject") if key in records.column_names}
+    columns = records.column_names if hasattr(records, "column_names") else list(records[0])
+    extras = {key: key for key in ("level", "subject") if key in columns}
     return _to_rows(records, str(path), question, (answer_key or "answer",), as_is, extras)
+
+
+def drop_long_prompts(rows: list[dict], tokenizer, template: str, max_prompt_tokens: int | None, what: str) -> list[dict]:
+    """The rows whose prompt leaves room for the response in the model's positions; the others are dropped
+    here, at load time, with a count (rather than sampled past the model's positions)."""
+    if max_prompt_tokens is None:
+        return rows
+    if max_prompt_tokens < 1:
+        raise SystemExit(f"error: --max-new-tokens leaves no room for a prompt in the model's positions")
+    kept = [r for r in rows if len(tokenizer.encode(build_prompt(tokenizer, r["question"], template),
+                                                   add_special_tokens=False)) <= max_prompt_tokens]
+    if len(kept) < len(rows):
+        warnings.warn(f"{what}: dropped {len(rows) - len(kept)} of {len(rows)} prompts longer than "
+                      f"{max_prompt_tokens} tokens (the model's positions minus --max-new-tokens)")
+    if not kept:
+        raise SystemExit(f"error: {what}: every prompt is longer than {max_prompt_tokens} tokens; lower --max-new-tokens")
+    return kept
 
 
 def _subset(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
@@ -196,7 +239,7 @@ def load_problems(name: str, split: str = "test", limit: int | None = None, seed
     (defaults: "question", or "problem" when a row has no "question"; "answer"). The answer column is used
     as is, so it must hold short gold answers, not worked solutions.
     """
-    if name in TOY_NAMES:
+    if is_toy(name):
         import toytask  # lazy: the math sets do not need it
         return toytask.load_problems(name, split, limit, seed)
     if name in DATASETS:
@@ -204,7 +247,7 @@ def load_problems(name: str, split: str = "test", limit: int | None = None, seed
     elif name.endswith(LOCAL_SUFFIXES):
         rows = _load_local(Path(name), question_key, answer_key)
     else:
-        choices = ", ".join([*DATASETS, *TOY_NAMES])
+        choices = ", ".join([*DATASETS, "toy", "toy-aligned"])
         raise ValueError(f"unknown dataset {name!r}; choose from: {choices}, or a .jsonl/.json/.parquet file path")
     return _subset(rows, limit, seed)
 
@@ -219,7 +262,7 @@ def load_or_exit(*args, **kwargs) -> list[dict]:
 
 def default_template(name: str) -> str:
     """The prompt template for a dataset: the toy task has its own; every math set shares COT_TEMPLATE."""
-    if name in TOY_NAMES:
+    if is_toy(name):
         import toytask
         return toytask.PROMPT_TEMPLATE
     return COT_TEMPLATE

@@ -19,20 +19,25 @@ hypothesis that RL moves mass toward answers the base model already had, raising
 log.jsonl), plots their training curves next to each other (needs matplotlib).
 """
 
-import argparse
+import options  # first: a Ctrl-C during the imports below exits quietly
+
 import json
 import math
 import os
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+import checkpoint
 import distributed
-from data import build_prompt, default_template, load_or_exit
+import fast_rollout
+import rollout
+from data import build_prompt, default_template, drop_long_prompts, load_or_exit
 from model import autocast, eos_ids, load_model, load_tokenizer, pick_device, resolve_model_path
 from rewards import TaskGrader
-from rollout import rollout
+from rollout import Rollout
 
 
 def pass_at_k(n, c, k):
@@ -65,38 +70,64 @@ def maj_at_k(answers, correct, k, rng, trials=1000):
 
 
 # -----------------------------------------------------------------------------
-# sampling
+# sampling: the one path of training and evaluation
+
+
+def cat_rollouts(parts, pad_token_id):
+    """Join rollouts of different prompt and response widths: pad prompts on the left, responses on the right."""
+    if len(parts) == 1:
+        return parts[0]
+    P = max(p.sequences.shape[1] - p.response_mask.shape[1] for p in parts)
+    R = max(p.response_mask.shape[1] for p in parts)
+
+    def pad(x, p, value):
+        r = p.response_mask.shape[1]
+        prompt, response = x[:, : x.shape[1] - r], x[:, x.shape[1] - r :]
+        return torch.cat([F.pad(prompt, (P - prompt.shape[1], 0), value=value), F.pad(response, (0, R - r), value=value)], 1)
+
+    right = lambda name: torch.cat([F.pad(getattr(p, name), (0, R - p.response_mask.shape[1])) for p in parts])  # noqa: E731
+    return Rollout(sequences=torch.cat([pad(p.sequences, p, pad_token_id) for p in parts]),
+                   attention_mask=torch.cat([pad(p.attention_mask, p, 0) for p in parts]),
+                   response_mask=right("response_mask"), logprobs=right("logprobs"), entropy=right("entropy"),
+                   truncated=torch.cat([p.truncated for p in parts]))
 
 
 @torch.no_grad()
-def sample_and_grade(model, tokenizer, rows, grader, n, template, max_new_tokens, temperature=1.0, top_p=1.0,
-                     top_k=0, batch_size=256, seed=0):
-    """n responses per problem, graded. Returns one record per problem."""
+def sample_and_grade(model, tokenizer, rows, grader, n, template, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
+                     ignore_eos=False, batch_size=256, generator=None, plain=False):
+    """
+    n responses to each row's question (consecutive in the batch), graded against the row's answer: the one
+    sampling path of training and evaluation. Returns (Rollout, r [N] in {0, 1}, the answers the responses
+    commit to (None: no answer), the response texts). plain=True samples with rollout.py, else fast_rollout.py.
+    """
     model.eval()
-    prompts = [tokenizer.encode(build_prompt(tokenizer, r["question"], template), add_special_tokens=False) for r in rows]
-    flat = [(i, p) for i, p in enumerate(prompts) for _ in range(n)]
-    gen = torch.Generator(model.device).manual_seed(seed)
-    records = [dict(row, responses=[], scores=[], answers=[], lengths=[], truncated=[]) for row in rows]
-    for start in range(0, len(flat), batch_size):
-        chunk = flat[start : start + batch_size]
+    sampler = rollout.rollout if plain else fast_rollout.rollout
+    prompts = [tokenizer.encode(build_prompt(tokenizer, row["question"], template), add_special_tokens=False) for row in rows]
+    prompts = [p for p in prompts for _ in range(n)]
+    eos = eos_ids(tokenizer, model)
+    parts = []
+    for i in range(0, len(prompts), batch_size):
         with autocast(model.device):
-            roll = rollout(model, [p for _, p in chunk], max_new_tokens, eos_ids(tokenizer, model),
-                           tokenizer.pad_token_id, temperature, top_k, top_p, generator=gen)
-        texts = decode_responses(tokenizer, roll)
-        for (i, _), text, length, trunc in zip(chunk, texts, roll.lengths.tolist(), roll.truncated.tolist()):
-            rec = records[i]
-            rec["responses"].append(text)
-            score, answer = grader.check(text, rec["answer"])
-            rec["scores"].append(score)
-            rec["answers"].append(answer)
-            rec["lengths"].append(length)
-            rec["truncated"].append(trunc)
-    return records
+            parts.append(sampler(model, prompts[i : i + batch_size], max_new_tokens, eos, tokenizer.pad_token_id,
+                                 temperature, top_k, top_p, ignore_eos, generator))
+    roll = cat_rollouts(parts, tokenizer.pad_token_id)
+    texts = decode_responses(tokenizer, roll)
+    checks = [grader.check(text, row["answer"]) for text, row in zip(texts, (row for row in rows for _ in range(n)))]
+    r = torch.tensor([score for score, _ in checks], device=model.device)
+    return roll, r, [answer for _, answer in checks], texts
 
 
 def decode_responses(tokenizer, roll):
     ids = roll.responses.masked_fill(~roll.response_mask, tokenizer.pad_token_id)
     return tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+
+def records_of(rows, n, roll, r, answers, texts):
+    """One record per problem: its row, plus its n responses, scores, answers, lengths, truncation flags."""
+    lengths, truncated, scores = roll.lengths.tolist(), roll.truncated.tolist(), r.tolist()
+    return [dict(row, responses=texts[i * n : (i + 1) * n], scores=scores[i * n : (i + 1) * n],
+                 answers=answers[i * n : (i + 1) * n], lengths=lengths[i * n : (i + 1) * n],
+                 truncated=truncated[i * n : (i + 1) * n]) for i, row in enumerate(rows)]
 
 
 def summarize(records, greedy=None, trials=1000, seed=0):
@@ -128,13 +159,17 @@ def evaluate_model(path, args, dist):
     tokenizer = load_tokenizer(path)
     model = load_model(path, dist.device)
     rows = load_or_exit(args.dataset, args.split, args.limit, args.seed, args.question_key, args.answer_key)
+    template = args.template or default_template(args.dataset)
+    room = getattr(model.config, "max_position_embeddings", None)
+    rows = drop_long_prompts(rows, tokenizer, template, None if room is None else room - args.max_new_tokens, args.dataset)
     mine = rows[dist.rank :: dist.world]  # each rank evaluates its own slice of the problems
     grader = TaskGrader(args.dataset, args.grader)
-    template = args.template or default_template(args.dataset)
-    common = dict(max_new_tokens=args.max_new_tokens, top_p=args.top_p, top_k=args.top_k, batch_size=args.batch_size)
-    records = sample_and_grade(model, tokenizer, mine, grader, args.n, template, temperature=args.temperature,
-                               seed=args.seed + dist.rank, **common)
-    greedy = sample_and_grade(model, tokenizer, mine, grader, 1, template, temperature=0.0, **common)
+    common = dict(max_new_tokens=args.max_new_tokens, top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size,
+                  plain=args.plain_rollout)
+    gen = torch.Generator(dist.device).manual_seed(args.seed + dist.rank)
+    records = records_of(mine, args.n, *sample_and_grade(model, tokenizer, mine, grader, args.n, template,
+                                                         temperature=args.temperature, generator=gen, **common))
+    greedy = records_of(mine, 1, *sample_and_grade(model, tokenizer, mine, grader, 1, template, temperature=0.0, **common))
     records, greedy = dist.gather_lists(records), dist.gather_lists(greedy)
     return summarize(records, greedy, args.trials, args.seed) if dist.is_main else None
 
@@ -144,9 +179,14 @@ def evaluate_model(path, args, dist):
 
 
 def model_path_of(run):
-    """A training run folder evaluates its final model; anything else is a model path or hub id."""
+    """A training run folder evaluates its final model (checked against its checksums); anything else is a
+    model folder (checked too, if this repo wrote it) or a hub id."""
     final = os.path.join(run, "final")
-    return final if os.path.isdir(final) else run
+    if os.path.isdir(final):
+        return checkpoint.verified(final)
+    if os.path.exists(os.path.join(run, "log.jsonl")):
+        raise SystemExit(f"error: {run} is a run without a final model yet: evaluate one of its step_*/ checkpoints")
+    return checkpoint.verified(run)
 
 
 def print_table(results):
@@ -160,31 +200,25 @@ def print_table(results):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="hub id or folder (default: the toy model of a toy dataset)")
-    p.add_argument("--compare", nargs="+", metavar="NAME=PATH", help="evaluate several models/runs side by side")
-    p.add_argument("--dataset", default="toy", help="short name (toy, math500, gsm8k, ...) or a local file")
-    p.add_argument("--split", default="test")
-    p.add_argument("--question-key", help="question column of a local data file")
-    p.add_argument("--answer-key", help="answer column of a local data file")
-    p.add_argument("--limit", type=int, help="evaluate a seeded random subset of this many problems")
-    p.add_argument("--n", "--samples", dest="n", type=int, default=16,
-                   help="samples per problem (under torchrun spell it --samples: torchrun claims --n)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--max-new-tokens", type=int, help="default: 48 on the toy, 2048 otherwise")
-    p.add_argument("--batch-size", type=int, default=256, help="sequences per rollout call")
-    p.add_argument("--template", help="prompt template with {problem} (default: the dataset's)")
-    p.add_argument("--grader", default="builtin", help="builtin or math_verify")
-    p.add_argument("--trials", type=int, default=1000, help="random k-subsets per problem for maj@k")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="write the metrics as JSON here (and the comparison plot next to it)")
+    p = options.Parser(__doc__)
+    p.add("--model", help="hub id or folder (default: the toy model of a toy dataset)")
+    p.add("--compare", nargs="+", metavar="NAME=PATH", help="evaluate several models/runs side by side")
+    p.add("--dataset", default="toy", help="short name (toy, math500, gsm8k, ...) or a local file")
+    p.add("--split", default="test")
+    p.add("--question-key", help="question column of a local data file")
+    p.add("--answer-key", help="answer column of a local data file")
+    p.add("--limit", type=options.COUNT, help="evaluate a seeded random subset of this many problems")
+    p.add("--n", "--samples", dest="n", type=options.POWER_OF_TWO, default=16,
+          help="samples per problem (under torchrun spell it --samples: torchrun claims --n)")
+    options.sampling_options(p)
+    p.add("--batch-size", type=options.COUNT, default=256, help="sequences per rollout call")
+    p.add("--template", help="prompt template with {problem} (default: the dataset's)")
+    p.add("--grader", default="builtin", choices=("builtin", "math_verify"))
+    p.add("--trials", type=options.COUNT, default=1000, help="random k-subsets per problem for maj@k")
+    p.add("--seed", type=options.NATURAL, default=0)
+    p.add("--out", help="write the metrics as JSON here (and the comparison plot next to it)")
     args = p.parse_args()
-    if args.max_new_tokens is None:
-        args.max_new_tokens = 48 if args.dataset.startswith("toy") else 2048
-    if args.n < 1 or args.n & (args.n - 1):
-        raise SystemExit(f"--n (--samples) must be a power of two (1, 2, 4, ...), got {args.n}")
+    args.max_new_tokens = args.max_new_tokens or options.task_defaults(args.dataset)["max_new_tokens"]
     dist = distributed.setup(pick_device())
     torch.manual_seed(args.seed)
 

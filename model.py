@@ -1,7 +1,6 @@
 """
 Models: load any Hugging Face causal LM (hub id or local folder), make the frozen reference copy, score
-tokens under a model without ever holding the full-vocabulary logits of a whole batch, and (for Llama-style
-models) one decoding step written out by hand, the rollout's fast path.
+tokens under a model without ever holding the full-vocabulary logits of a whole batch.
 
 The embedded default models live in toy_models/<variant>/ (built by build_toy.py) and load exactly like
 a hub model: `--model toy_models/toy` and `--model Qwen/Qwen2.5-3B-Instruct` take the same code path.
@@ -13,14 +12,14 @@ so w + 1e-6*w rounds back to w). The frozen reference model is stored in bf16. O
 
 import contextlib
 import copy
-import functools
 import os
-from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from options import is_toy
 
 TOY_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy_models")
 
@@ -39,12 +38,19 @@ def resolve_model_path(name, dataset=None):
     """No --model: the embedded toy model that matches a toy dataset."""
     if name:
         return name
-    if dataset and dataset.startswith("toy"):
+    if dataset and is_toy(dataset):
         return os.path.join(TOY_MODELS, dataset)
     raise SystemExit(f"--model is required for dataset {dataset!r} (a hub id such as Qwen/Qwen2.5-0.5B-Instruct or a local folder)")
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model")
+
+
 def load_tokenizer(path):
+    # transformers builds an empty one-token tokenizer from a folder without tokenizer files: refuse that here
+    if os.path.isdir(path) and not any(os.path.exists(os.path.join(path, f)) for f in TOKENIZER_FILES):
+        raise SystemExit(f"error: {path} has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...): copy them "
+                         f"from the base model's folder")
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as err:
@@ -123,9 +129,9 @@ def response_logprobs(model, sequences, attention_mask, response_mask, chunk_ele
     """
     R = response_mask.shape[1]
     decoder, head = model.get_decoder(), model.get_output_embeddings()
-    hidden = decoder(
-        input_ids=sequences, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask)
-    ).last_hidden_state
+    with autocast(model.device):
+        hidden = decoder(input_ids=sequences, attention_mask=attention_mask,
+                         position_ids=position_ids_from_mask(attention_mask)).last_hidden_state
     # The hidden state at position p predicts token p+1: the response tokens are predicted by [P-1, P+R-1).
     hidden = hidden[:, -R - 1 : -1][response_mask]
     targets = sequences[:, -R:][response_mask]
@@ -134,7 +140,8 @@ def response_logprobs(model, sequences, attention_mask, response_mask, chunk_ele
     token_logp, token_entropy = [], []
     for i in range(0, hidden.shape[0], rows):
         args = (head, hidden[i : i + rows], targets[i : i + rows], softcap, entropy)
-        lp, ent = checkpoint(_logprob_chunk, *args, use_reentrant=False) if torch.is_grad_enabled() else _logprob_chunk(*args)
+        with autocast(model.device):
+            lp, ent = checkpoint(_logprob_chunk, *args, use_reentrant=False) if torch.is_grad_enabled() else _logprob_chunk(*args)
         token_logp.append(lp)
         token_entropy.append(ent)
     zeros = torch.zeros(response_mask.shape, dtype=torch.float32, device=sequences.device)
@@ -142,118 +149,16 @@ def response_logprobs(model, sequences, attention_mask, response_mask, chunk_ele
     return out_logp, zeros.masked_scatter(response_mask, torch.cat(token_entropy)) if entropy else None
 
 
-# -----------------------------------------------------------------------------
-# one decoding step of a Llama-style model, written out (rollout.py's fast path)
-
-
-def llama_step(model, token, attention_mask, position, cache, plan):
+def micro_batches(roll, size):
     """
-    The same step written out for a Llama-style decoder (Llama, Mistral, Qwen2, Qwen3): the model's own
-    weights and the same arithmetic as its forward, without the machinery around it (module calls, mask
-    building, rotary tables, output objects), which on a small model costs more than the arithmetic.
-    `plan` (llama_plan) holds the weights, gathered once per rollout.
-
-        h = embed(y_t)
-        per layer:  a = norm_1(h);  q, k, v = a W_q, a W_k, a W_v  (split into heads of size D)
-                    q, k = q cos + rotate_half(q) sin, ...   (rotary embedding of the row's position)
-                    K, V = cache + [k], cache + [v]
-                    h = h + softmax(q K^T * scale + mask) V W_o
-                    h = h + (act(a' W_gate) * a' W_up) W_down,  a' = norm_2(h)
-        logits = norm(h) W_head
+    The rows of a Rollout in groups of at most `size` for the forward passes of scoring and training, rows of
+    similar length together, each group cut to its own longest prompt and response: the padding one long
+    sample forces on a whole batch is never computed (a third of the toy step's tokens). Yields (rows,
+    sequences, attention_mask, response_mask); the caller writes results back with out[rows, :width].
     """
-    h = F.embedding(token, plan.embed)  # [B, hidden]: one token per row
-    B = h.shape[0]
-    cos, sin = plan.cos[position[:, :, None]], plan.sin[position[:, :, None]]  # [B, 1, 1, D]
-    for w, kv in zip(plan.layers, cache.layers):
-        D = w.head_dim
-        a = w.norm_1(h)
-        q = F.linear(a, *w.q).view(B, -1, 1, D)  # [B, heads, 1, D]
-        k = F.linear(a, *w.k).view(B, -1, 1, D)
-        v = F.linear(a, *w.v).view(B, -1, 1, D)
-        if w.q_norm is not None:  # Qwen3 normalises each head's query and key
-            q, k = w.q_norm(q), w.k_norm(k)
-        # rotate_half(x) = (-x2, x1) = roll(x, D/2) * (-1, 1): the sign lives in the `sin` table (llama_plan)
-        q = q * cos + q.roll(D // 2, -1) * sin
-        k = k * cos + k.roll(D // 2, -1) * sin
-        K, V = kv.update(k, v)
-        # Grouped-query attention: the query heads that share a key/value head attend as one block of queries.
-        o = F.scaled_dot_product_attention(q.view(B, K.shape[1], -1, D), K, V, attn_mask=attention_mask, scale=w.scale)
-        h = h + F.linear(o.reshape(B, -1), *w.o)  # reshape: on a GPU the attention output may not be contiguous
-        a = w.norm_2(h)
-        h = h + F.linear(w.act(F.linear(a, *w.gate)) * F.linear(a, *w.up), *w.down)
-    return F.linear(plan.norm(h), *plan.head)
-
-
-class LlamaLayer(NamedTuple):
-    norm_1: Callable
-    q: tuple  # a linear layer as (weight, bias)
-    k: tuple
-    v: tuple
-    q_norm: Callable | None
-    k_norm: Callable | None
-    o: tuple
-    norm_2: Callable
-    gate: tuple
-    up: tuple
-    down: tuple
-    act: Callable
-    head_dim: int
-    scale: float
-
-
-class LlamaPlan(NamedTuple):
-    embed: torch.Tensor
-    layers: list
-    norm: Callable
-    head: tuple
-    cos: torch.Tensor  # [positions, D]
-    sin: torch.Tensor  # [positions, D], sign-folded for rotate_half
-
-
-def llama_plan(model, length):
-    """
-    What llama_step reads, gathered once per rollout: read through the modules at every step (about a hundred
-    nn.Module attribute lookups) they cost more than some of the kernels they feed (measured: ~15% of a toy
-    rollout). Also the rotary cos and sin of every position the rollout can reach, from the model's own module.
-    """
-    body = model.model
-    # RMSNorm as one fused call where that is the same arithmetic (fp32 throughout); else the module's forward.
-    fused = all(p.dtype == torch.float32 for p in model.parameters()) and not torch.is_autocast_enabled(model.device.type)
-
-    def norm(m):
-        return functools.partial(F.rms_norm, normalized_shape=tuple(m.weight.shape), weight=m.weight, eps=m.variance_epsilon) if fused else m
-
-    def linear(m):
-        return m.weight, m.bias
-
-    layers = []
-    for layer in body.layers:
-        attn, mlp = layer.self_attn, layer.mlp
-        qk_norm = [norm(attn.q_norm), norm(attn.k_norm)] if hasattr(attn, "q_norm") else [None, None]
-        layers.append(LlamaLayer(
-            norm(layer.input_layernorm), linear(attn.q_proj), linear(attn.k_proj), linear(attn.v_proj), *qk_norm,
-            linear(attn.o_proj), norm(layer.post_attention_layernorm), linear(mlp.gate_proj), linear(mlp.up_proj),
-            linear(mlp.down_proj), F.silu if model.config.hidden_act == "silu" else mlp.act_fn, attn.head_dim, attn.scaling,
-        ))
-    positions = torch.arange(length, device=model.device)[None]
-    cos, sin = body.rotary_emb(body.embed_tokens.weight, positions)  # the weight only gives dtype and device
-    half = cos.shape[-1] // 2
-    sin = torch.cat([-sin[0, :, :half], sin[0, :, half:]], -1)
-    return LlamaPlan(body.embed_tokens.weight, layers, norm(body.norm), linear(model.lm_head), cos[0], sin)
-
-
-LLAMA_STYLE = ("llama", "mistral", "qwen2", "qwen3")  # the architectures llama_step is written for
-STATIC_ROPE = ("default", "linear", "llama3", "yarn")  # rotary embeddings that depend on the position only
-
-
-def has_written_out_step(model):
-    """Whether llama_step is exact for this model (with a full-attention KV cache: the caller checks that)."""
-    body = getattr(model, "model", None)
-    if model.config.model_type not in LLAMA_STYLE or type(getattr(model, "lm_head", None)) is not torch.nn.Linear:
-        return False
-    if getattr(body.rotary_emb, "rope_type", None) not in STATIC_ROPE or type(body.embed_tokens) is not torch.nn.Embedding:
-        return False
-    linears = [getattr(layer.self_attn, n, None) for layer in body.layers for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
-    linears += [getattr(layer.mlp, n, None) for layer in body.layers for n in ("gate_proj", "up_proj", "down_proj")]
-    # Plain linear layers only: a wrapped one (an adapter, a quantised layer) needs its own forward.
-    return all(type(m) is torch.nn.Linear for m in linears)
+    P = roll.sequences.shape[1] - roll.response_mask.shape[1]
+    for rows in torch.argsort(roll.attention_mask.sum(-1), stable=True).split(size):
+        mask = roll.attention_mask[rows]
+        start = P - int(mask[:, :P].sum(-1).max())  # prompts are left-padded: the longest one starts here
+        width = int(roll.response_mask[rows].sum(-1).max())
+        yield rows, roll.sequences[rows, start : P + width], mask[:, start : P + width], roll.response_mask[rows, :width]

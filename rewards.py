@@ -13,20 +13,21 @@ Why the last two have those optima: E_pi[alpha log pi_ref - log pi] = -KL(pi || 
 which is maximal exactly at pi = pi_ref^alpha / Z. The log pi_theta term is the (sequence-level, k1) KL or
 entropy term inside the reward; it is treated as a constant reward (detached), like the authors' code.
 
-Length normalisation of the likelihood term (the authors' `normalization`): "sum" is the paper's default
-and the one that prefers short responses (every token adds a negative log-prob); "mean" divides by the
-length L; "power" divides by L^w. As in the authors' code, only the alpha-scaled pi_ref term is normalised:
-tempered/tilted use (alpha - 1) * norm(log pi_ref) + (log pi_ref - log pi_theta), which equals the formula
-above under "sum".
+The trainers write these formulas as code, in the lines where they differ (`diff train_sharpen.py
+train_task.py`); `sequence_reward` is the same table in one function, for theory.py and the tests.
+
+Length normalisation of the likelihood term (the authors' `normalization`, one named call:
+`normalized_likelihood`): "sum" is the paper's default and the one that prefers short responses (every
+token adds a negative log-prob); "mean" divides by the length L; "power" divides by L^w. Only the
+alpha-scaled log pi_ref term is normalised (the authors' choice); -log pi_theta never is.
 """
 
 import torch
 
 import toytask
-from data import TOY_NAMES
+from options import is_toy
 
 MODES = ("task", "sharpen", "tempered", "tilted")
-POLICY_TERM = ("tempered", "tilted")  # the rewards with a -log pi_theta term
 NORMALIZATIONS = ("sum", "mean", "power")
 
 
@@ -42,16 +43,15 @@ def normalized_likelihood(logp_ref, lengths, normalization="sum", length_power=0
 
 def sequence_reward(mode, r, logp_ref, logp_pi, lengths, alpha=1.0, b=1.0, normalization="sum", length_power=0.5):
     """All arguments are per-sequence tensors [N] (logp_* summed over the response). Returns R [N]."""
+    ref = normalized_likelihood(logp_ref, lengths.float(), normalization, length_power)
     if mode == "task":
         return r  # R = r
-    ref = normalized_likelihood(logp_ref, lengths.float(), normalization, length_power)
     if mode == "sharpen":
         return alpha * ref  # R = alpha * log pi_ref
-    power = (alpha - 1) * ref + (logp_ref - logp_pi)  # = alpha * log pi_ref - log pi_theta under "sum"
     if mode == "tempered":
-        return power
+        return alpha * ref - logp_pi  # R = alpha * log pi_ref - log pi_theta
     if mode == "tilted":
-        return r + power / b  # R = r + (alpha * log pi_ref - log pi_theta) / b
+        return r + (alpha * ref - logp_pi) / b  # R = r + (alpha * log pi_ref - log pi_theta) / b
     raise ValueError(f"unknown reward mode {mode!r}; expected one of {MODES}")
 
 
@@ -64,7 +64,7 @@ class TaskGrader:
     answers share it (for majority voting), or None when it gives none)."""
 
     def __init__(self, dataset, backend="builtin"):
-        self.toy = dataset in TOY_NAMES
+        self.toy = is_toy(dataset)
         if not self.toy:
             import grader  # sympy is imported only when real math is graded
 

@@ -1,18 +1,17 @@
 """
 RL on the base model's own likelihood: distribution sharpening and tempered (power) sampling.
 
-    sharpen   R = alpha * log pi_ref(y|x)                 (--mode sharpen; optimum: the mode of pi_ref)
-    tempered  R = alpha * log pi_ref - log pi_theta       (--mode tempered; optimum ∝ pi_ref^alpha)
+    sharpen    R = alpha * log pi_ref(y|x)                   --mode sharpen: optimum, the mode of pi_ref
+    tempered   R = alpha * log pi_ref - log pi_theta         --mode tempered: optimum ∝ pi_ref^alpha
 
-No task reward enters the update: r is computed only to log accuracy. log pi_ref(y|x) sums negative
-token log-probs, EOS included, so every extra token lowers it: the mode of pi_ref favours short responses.
+No task reward enters the update: r is computed only to log accuracy. log pi_ref(y|x) sums negative token
+log-probs, EOS included, so every extra token lowers it: the mode of pi_ref favours short responses.
 
-Algorithm (the paper's, notes section 3): for each of P prompts sample a group of G = 8 responses from
-the current policy at temperature 1; score each response under the frozen base model; turn rewards into
-advantages with a leave-one-out baseline, A_i = R_i - mean_{j != i} R_j (no std normalisation); take one
-on-policy REINFORCE step (no ratio, no clipping) on the token-level mean of -A_i * log pi_theta(y_t);
-AdamW, gradients clipped to norm 1. train_task.py is this file with another reward line:
-`diff train_sharpen.py train_task.py` shows everything that differs.
+The algorithm, the paper's: take P prompts, sample a group of G = 8 responses to each from the current policy
+at temperature 1, and score every response with its reward R. Turn rewards into advantages with a
+leave-one-out baseline, A_i = R_i - mean_{j != i} R_j, and take one on-policy REINFORCE step (no ratio, no
+clipping) on the token-level mean of -A_i * log pi_theta(y_t): AdamW, gradients clipped to norm 1. The two
+trainers differ only in their reward: `diff train_sharpen.py train_task.py` shows it.
 
     python train_sharpen.py                                    # the toy task on a CPU, about a minute
     python train_sharpen.py --fixed-length                     # the paper's control: EOS ignored
@@ -21,43 +20,85 @@ AdamW, gradients clipped to norm 1. train_task.py is this file with another rewa
     torchrun --nproc_per_node=4 train_sharpen.py --model ... --dataset ...   # several GPUs, same global batch
 """
 
+import options  # first: a Ctrl-C while the imports below load exits quietly
+
+# isort: split
 import time
 
-from loss import group_advantages
-from rewards import sequence_reward
-from rl import Run, parser
+import trainer
+from loss import group_advantages, policy_loss
+from model import micro_batches, response_logprobs
+from rewards import normalized_likelihood
 
 # -----------------------------------------------------------------------------
-# config: the shared options (rl.py) plus this objective's own
+# config: the shared options (trainer.py) and this objective's own; --help lists them all with their defaults
 
-p = parser(__doc__, out="runs/sharpen")
-p.add_argument("--mode", choices=("sharpen", "tempered"), default="sharpen")
-p.add_argument("--alpha", type=float, default=1.0, help="power on pi_ref")
+p = trainer.parser(__doc__, out="runs/sharpen")
+p.add("--mode", choices=("sharpen", "tempered"), default="sharpen")
+p.add("--alpha", type=options.FINITE, default=1.0, help="power on pi_ref")
 args = p.parse_args()
 
 # -----------------------------------------------------------------------------
-# setup: model, frozen reference, optimizer, data (and --resume)
+# setup: run folder, policy and its frozen copy pi_ref, AdamW, data (and --resume)
 
-run = Run(args)
+run = trainer.Run(args, p)
+args, policy, ref, opt, sched = run.args, run.policy, run.ref, run.opt, run.sched
 G = args.group_size
+clip_eps = args.clip_eps if args.updates_per_batch > 1 else None  # PPO clipping only when a batch is reused
+if run.start_step == 0:
+    run.log(0, run.evaluate(0))  # step 0: the base model, where every curve starts
 
 # -----------------------------------------------------------------------------
 # the RL loop
 
 for step in run.steps():
     t0 = time.time()
-    rows = run.prompts(step)  # this rank's prompts
-    roll, r, no_answer = run.sample(rows, step)  # G responses per prompt, graded: r in {0, 1}
-    ref_logp, logp, entropy = run.score(roll, args.mode)  # per token: log pi_ref, log pi_theta, entropy
+    # 1. sample G responses per prompt from pi_theta, and grade each: r in {0, 1}
+    roll, r, no_answer = run.sample(run.prompts(step), step)
 
-    # the objective: the only lines that differ from train_task.py (r is not used)
-    R = sequence_reward(args.mode, r, ref_logp.sum(-1), logp.sum(-1), roll.lengths, alpha=args.alpha,
-                        normalization=args.normalization, length_power=args.length_power)
+    # 2. per-token log-probs of the samples: under the frozen pi_ref, and under pi_theta (the rollout's own
+    #    where it sampled from pi_theta itself; a fresh pass where the reward or the PPO ratio needs the trainer's)
+    ref_logp = run.score(ref, roll)
+    logp, entropy = run.policy_logprobs(roll, fresh=args.mode == "tempered" or args.updates_per_batch > 1)
+    ref_seq = normalized_likelihood(ref_logp.sum(-1), roll.lengths, args.normalization, args.length_power)
+    logp_pi = logp.sum(-1)  # log pi_theta(y|x)
 
-    A = group_advantages(R, G, args.baseline, args.std_normalize)  # A_i = R_i - mean_{j != i} R_j
-    loss, grad_norm = run.update(roll, A, logp, ref_logp)
-    metrics = run.metrics(roll, r, R, ref_logp, logp, entropy, no_answer, loss, grad_norm, t0)
-    run.log(step, {**metrics, **run.evaluate(step)})
-    run.save(step + 1)
+    # 3. the reward: the only lines that differ from train_task.py (r is only logged)
+    if args.mode == "sharpen":
+        R = args.alpha * ref_seq
+    else:  # tempered
+        R = args.alpha * ref_seq - logp_pi
 
-run.close()
+    # 4. advantages: leave-one-out A_i = R_i - mean_{j != i} R_j (--baseline mean: GRPO's R_i - mean_j R_j)
+    A = group_advantages(R, G, args.baseline, args.std_normalize)
+
+    # 5. the policy-gradient step: sum_t w_t * (-A_i * log pi_theta(y_t)), micro-batched, then AdamW
+    weights = run.token_weights(roll)  # --aggregation token: w = 1 / (tokens in the global batch)
+    policy.train()
+    for _ in range(args.updates_per_batch):
+        opt.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for rows, sequences, attention_mask, response_mask in micro_batches(roll, args.micro_batch):
+            new_logp, _ = response_logprobs(policy, sequences, attention_mask, response_mask)
+            width = response_mask.shape[1]
+            loss = policy_loss(new_logp, A[rows], weights[rows, :width], logp[rows, :width], clip_eps,
+                               ref_logp[rows, :width], args.kl_coef)
+            loss.backward()
+            loss_sum += loss.item()
+        grad_norm = run.sync_gradients()  # summed over ranks, clipped to --grad-clip
+        if grad_norm is None:
+            break  # a non-finite gradient: this batch is skipped (three in a row stop the run)
+        opt.step()
+        run.check_parameters()  # stop before anything is saved if the update left a non-finite weight
+    metrics = run.metrics(roll, r, R, ref_logp, logp, entropy, no_answer, loss_sum, grad_norm, t0)
+    sched.step()
+
+    # 6. evaluate, log, save
+    if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+        metrics |= run.evaluate(step + 1)
+    run.log(step + 1, metrics)
+    if (step + 1) % args.save_every == 0:
+        run.save(step + 1)
+    run.stop_if_signalled(step + 1)  # Ctrl-C or SIGTERM: save, then exit (--resume continues)
+
+run.finish()  # the last checkpoint, and the final model in --out/final

@@ -1,61 +1,102 @@
 """
 RL with the task reward: learn from correctness.
 
-    task    R = r                                          (--mode task, the paper's task-reward arm)
-    tilted  R = r + (alpha * log pi_ref - log pi_theta)/b  (--mode tilted; optimum ∝ pi_ref^alpha * exp(b*r))
+    task     R = r                                             --mode task: the paper's task-reward arm
+    tilted   R = r + (alpha * log pi_ref - log pi_theta) / b   --mode tilted: optimum ∝ pi_ref^alpha * exp(b * r)
 
-Algorithm (the paper's, notes section 3): for each of P prompts sample a group of G = 8 responses from
-the current policy at temperature 1; grade each response (r in {0, 1}); turn rewards into advantages
-with a leave-one-out baseline, A_i = R_i - mean_{j != i} R_j (no std normalisation); take one on-policy
-REINFORCE step (no ratio, no clipping) on the token-level mean of -A_i * log pi_theta(y_t); AdamW,
-gradients clipped to norm 1. train_sharpen.py is this file with another reward line:
-`diff train_sharpen.py train_task.py` shows everything that differs.
+The algorithm, the paper's: take P prompts, sample a group of G = 8 responses to each from the current policy
+at temperature 1, and score every response with its reward R. Turn rewards into advantages with a
+leave-one-out baseline, A_i = R_i - mean_{j != i} R_j, and take one on-policy REINFORCE step (no ratio, no
+clipping) on the token-level mean of -A_i * log pi_theta(y_t): AdamW, gradients clipped to norm 1. The two
+trainers differ only in their reward: `diff train_sharpen.py train_task.py` shows it.
 
     python train_task.py                                       # the toy task on a CPU, about a minute
     python train_task.py --fixed-length                        # the paper's control: EOS ignored
-    python train_task.py --mode tilted --alpha 1 --b 10000     # KL-regularised RLVR
+    python train_task.py --mode tilted --alpha 1 --b 10000     # tilted sampling (KL-regularised RLVR)
     python train_task.py --model Qwen/Qwen2.5-3B-Instruct --dataset math_lighteval --eval-dataset math500
     torchrun --nproc_per_node=4 train_task.py --model ... --dataset ...   # several GPUs, same global batch
 """
 
+import options  # first: a Ctrl-C while the imports below load exits quietly
+
+# isort: split
 import time
 
-from loss import group_advantages
-from rewards import sequence_reward
-from rl import Run, parser
+import trainer
+from loss import group_advantages, policy_loss
+from model import micro_batches, response_logprobs
+from rewards import normalized_likelihood
 
 # -----------------------------------------------------------------------------
-# config: the shared options (rl.py) plus this objective's own
+# config: the shared options (trainer.py) and this objective's own; --help lists them all with their defaults
 
-p = parser(__doc__, out="runs/task")
-p.add_argument("--mode", choices=("task", "tilted"), default="task")
-p.add_argument("--alpha", type=float, default=1.0, help="power on pi_ref (tilted only)")
-p.add_argument("--b", type=float, default=1e4, help="1/beta, the inverse KL strength (tilted only)")
+p = trainer.parser(__doc__, out="runs/task")
+p.add("--mode", choices=("task", "tilted"), default="task")
+p.add("--alpha", type=options.FINITE, default=1.0, help="power on pi_ref (tilted only)")
+p.add("--b", type=options.POSITIVE, default=1e4, help="b = 1/beta, the inverse strength of the KL term (tilted only)")
 args = p.parse_args()
 
 # -----------------------------------------------------------------------------
-# setup: model, frozen reference, optimizer, data (and --resume)
+# setup: run folder, policy and its frozen copy pi_ref, AdamW, data (and --resume)
 
-run = Run(args)
+run = trainer.Run(args, p)
+args, policy, ref, opt, sched = run.args, run.policy, run.ref, run.opt, run.sched
 G = args.group_size
+clip_eps = args.clip_eps if args.updates_per_batch > 1 else None  # PPO clipping only when a batch is reused
+if run.start_step == 0:
+    run.log(0, run.evaluate(0))  # step 0: the base model, where every curve starts
 
 # -----------------------------------------------------------------------------
 # the RL loop
 
 for step in run.steps():
     t0 = time.time()
-    rows = run.prompts(step)  # this rank's prompts
-    roll, r, no_answer = run.sample(rows, step)  # G responses per prompt, graded: r in {0, 1}
-    ref_logp, logp, entropy = run.score(roll, args.mode)  # per token: log pi_ref, log pi_theta, entropy
+    # 1. sample G responses per prompt from pi_theta, and grade each: r in {0, 1}
+    roll, r, no_answer = run.sample(run.prompts(step), step)
 
-    # the objective: the only lines that differ from train_sharpen.py
-    R = sequence_reward(args.mode, r, ref_logp.sum(-1), logp.sum(-1), roll.lengths, alpha=args.alpha, b=args.b,
-                        normalization=args.normalization, length_power=args.length_power)
+    # 2. per-token log-probs of the samples: under the frozen pi_ref, and under pi_theta (the rollout's own
+    #    where it sampled from pi_theta itself; a fresh pass where the reward or the PPO ratio needs the trainer's)
+    ref_logp = run.score(ref, roll)
+    logp, entropy = run.policy_logprobs(roll, fresh=args.mode == "tilted" or args.updates_per_batch > 1)
+    ref_seq = normalized_likelihood(ref_logp.sum(-1), roll.lengths, args.normalization, args.length_power)
+    logp_pi = logp.sum(-1)  # log pi_theta(y|x)
 
-    A = group_advantages(R, G, args.baseline, args.std_normalize)  # A_i = R_i - mean_{j != i} R_j
-    loss, grad_norm = run.update(roll, A, logp, ref_logp)
-    metrics = run.metrics(roll, r, R, ref_logp, logp, entropy, no_answer, loss, grad_norm, t0)
-    run.log(step, {**metrics, **run.evaluate(step)})
-    run.save(step + 1)
+    # 3. the reward: the only lines that differ from train_sharpen.py
+    if args.mode == "task":
+        R = r
+    else:  # tilted
+        R = r + (args.alpha * ref_seq - logp_pi) / args.b
 
-run.close()
+    # 4. advantages: leave-one-out A_i = R_i - mean_{j != i} R_j (--baseline mean: GRPO's R_i - mean_j R_j)
+    A = group_advantages(R, G, args.baseline, args.std_normalize)
+
+    # 5. the policy-gradient step: sum_t w_t * (-A_i * log pi_theta(y_t)), micro-batched, then AdamW
+    weights = run.token_weights(roll)  # --aggregation token: w = 1 / (tokens in the global batch)
+    policy.train()
+    for _ in range(args.updates_per_batch):
+        opt.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for rows, sequences, attention_mask, response_mask in micro_batches(roll, args.micro_batch):
+            new_logp, _ = response_logprobs(policy, sequences, attention_mask, response_mask)
+            width = response_mask.shape[1]
+            loss = policy_loss(new_logp, A[rows], weights[rows, :width], logp[rows, :width], clip_eps,
+                               ref_logp[rows, :width], args.kl_coef)
+            loss.backward()
+            loss_sum += loss.item()
+        grad_norm = run.sync_gradients()  # summed over ranks, clipped to --grad-clip
+        if grad_norm is None:
+            break  # a non-finite gradient: this batch is skipped (three in a row stop the run)
+        opt.step()
+        run.check_parameters()  # stop before anything is saved if the update left a non-finite weight
+    metrics = run.metrics(roll, r, R, ref_logp, logp, entropy, no_answer, loss_sum, grad_norm, t0)
+    sched.step()
+
+    # 6. evaluate, log, save
+    if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+        metrics |= run.evaluate(step + 1)
+    run.log(step + 1, metrics)
+    if (step + 1) % args.save_every == 0:
+        run.save(step + 1)
+    run.stop_if_signalled(step + 1)  # Ctrl-C or SIGTERM: save, then exit (--resume continues)
+
+run.finish()  # the last checkpoint, and the final model in --out/final

@@ -1,4 +1,4 @@
-"""Benchmark: rollout tokens/s of rollout.py against `model.generate`.
+"""Benchmark: rollout tokens/s of fast_rollout.py and rollout.py (the plain reference) against `model.generate`.
 
 Both sample the same left-padded prompts with the same model, batch, temperature, top-k/top-p and
 max_new_tokens (`generate` with do_sample=True). Throughput counts the response tokens each side really
@@ -14,8 +14,7 @@ The contenders alternate inside one process, after one warm-up call each, and th
                 KV cache of every row) / step time / peak. The number that matters on a GPU.
 
     python bench/bench_rollout.py                                      # CPU: a few minutes
-    python bench/bench_rollout.py --compile                            # also rollout(compile=True)
-    python bench/bench_rollout.py --device cuda --peak-gbps 3350 --big-batch 64 --big-tokens 256 --compile
+    python bench/bench_rollout.py --device cuda --peak-gbps 3350 --big-batch 64 --big-tokens 256
 
 On a CPU the default is one thread (--threads): on a small shared machine, several threads per process
 spin-wait against each other and the timings become noise. Both contenders get the same setting.
@@ -33,7 +32,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import toytask  # noqa: E402
 from data import build_prompt, load_problems  # noqa: E402
 from model import TOY_MODELS, eos_ids, load_model, load_tokenizer  # noqa: E402
-from rollout import left_pad, rollout  # noqa: E402
+import fast_rollout  # noqa: E402
+import rollout  # noqa: E402
+from rollout import left_pad  # noqa: E402
 
 QWEN25_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
                   intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=4096)
@@ -74,9 +75,14 @@ def response_tokens(responses, eos):
     return int(((is_eos.long().cumsum(-1) - is_eos.long()) == 0).sum())
 
 
-def ours(model, prompts, eos, pad, args, max_new_tokens, compile=False, ignore_eos=False):
-    roll = rollout(model, prompts, max_new_tokens, eos, pad, args.temperature, args.top_k, args.top_p,
-                   ignore_eos=ignore_eos, compile=compile)
+def fast(model, prompts, eos, pad, args, max_new_tokens, ignore_eos=False):
+    roll = fast_rollout.rollout(model, prompts, max_new_tokens, eos, pad, args.temperature, args.top_k, args.top_p,
+                                ignore_eos=ignore_eos)
+    return int(roll.lengths.sum())
+
+
+def plain(model, prompts, eos, pad, args, max_new_tokens):
+    roll = rollout.rollout(model, prompts, max_new_tokens, eos, pad, args.temperature, args.top_k, args.top_p)
     return int(roll.lengths.sum())
 
 
@@ -89,10 +95,7 @@ def hf_generate(model, prompts, eos, pad, args, max_new_tokens):
 
 
 def contenders(args):
-    named = {"ours": ours, "generate": hf_generate}
-    if args.compile:
-        named["ours compiled"] = lambda *a: ours(*a, compile=True)
-    return named
+    return {"fast": fast, "plain": plain, "generate": hf_generate}
 
 
 # -----------------------------------------------------------------------------
@@ -112,7 +115,7 @@ def timed(fn, device):
 def tokens_per_s(named, call, repeats, device):
     """Median tokens/s of each contender; one warm-up call each, then the contenders take turns."""
     for fn in named.values():
-        call(fn)  # warm-up: allocator, lazy imports, and compilation for the compiled step
+        call(fn)  # warm-up: allocator, lazy imports
     rates = {name: [] for name in named}
     for _ in range(repeats):
         for name, fn in named.items():
@@ -137,19 +140,17 @@ def bytes_per_step(model, batch, context):
 
 def decode_bandwidth(model, prompts, eos, pad, args, max_new_tokens, repeats, device):
     """Seconds per decode step at a fixed length (EOS ignored, so every step runs every row), and GB/s read."""
-    def step_time(compile):
-        run = lambda n: ours(model, prompts, eos, pad, args, n, compile=compile, ignore_eos=True)  # noqa: E731
-        run(max_new_tokens)  # warm-up
-        full = statistics.median(timed(lambda: run(max_new_tokens), device)[1] for _ in range(repeats))
-        prefill = statistics.median(timed(lambda: run(1), device)[1] for _ in range(repeats))
-        return (full - prefill) / (max_new_tokens - 1)
+    def run(n):
+        return fast(model, prompts, eos, pad, args, n, ignore_eos=True)
 
+    run(max_new_tokens)  # warm-up
+    full = statistics.median(timed(lambda: run(max_new_tokens), device)[1] for _ in range(repeats))
+    prefill = statistics.median(timed(lambda: run(1), device)[1] for _ in range(repeats))
+    seconds = (full - prefill) / (max_new_tokens - 1)
     P = max(len(p) for p in prompts)
     gb = bytes_per_step(model, len(prompts), P + max_new_tokens / 2) / 1e9  # mean context over the decode
-    for compile in (False, True) if args.compile else (False,):
-        seconds = step_time(compile)
-        print(f"  decode step{' (compiled)' if compile else ''}: {1e3 * seconds:.2f} ms, {gb:.3f} GB read "
-              f"-> {gb / seconds:.0f} GB/s = {gb / seconds / args.peak_gbps:.1%} of the {args.peak_gbps:.0f} GB/s peak")
+    print(f"  decode step: {1e3 * seconds:.2f} ms, {gb:.3f} GB read "
+          f"-> {gb / seconds:.0f} GB/s = {gb / seconds / args.peak_gbps:.1%} of the {args.peak_gbps:.0f} GB/s peak")
 
 
 # -----------------------------------------------------------------------------
@@ -168,7 +169,6 @@ def main():
     p.add_argument("--repeats", type=int, default=21, help="alternating runs per toy workload (this many, for medians that hold on a noisy machine)")
     p.add_argument("--big-repeats", type=int, default=3, help="repeats for the 0.5B-shaped model (slow on a CPU)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (see the docstring)")
-    p.add_argument("--compile", action="store_true", help="add rollout(compile=True) as a third contender")
     p.add_argument("--peak-gbps", type=float, help="peak memory bandwidth, e.g. 3350 (H100 SXM): adds the bandwidth table")
     args = p.parse_args()
     device = torch.device(args.device)

@@ -12,7 +12,7 @@ What each side does per step (everything between two steps is timed, nothing is 
     ours  (the parts train_task.py calls)  run.prompts -> run.sample (rollout.py, decode, grade) ->
           run.score (log-probs of the samples under pi_ref: one forward pass without gradients, for the
           logged diagnostics logp_ref and kl; log pi_theta and the entropy come with the rollout) ->
-          sequence_reward -> group_advantages -> run.update (forward + backward + AdamW, in length-sorted
+          R = r -> group_advantages -> the trainers' step 5 (forward + backward + AdamW, in length-sorted
           micro-batches of 32) -> run.metrics (the logged diagnostics; the log file itself is not written)
     TRL   GRPOTrainer.train, one optimizer step: fetch and tokenize the prompts, model.generate, decode,
           reward, group-normalised advantages (scale_rewards="none": mean baseline, no std), one forward
@@ -40,23 +40,23 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import rl  # noqa: E402
+sys.path[:0] = [os.path.join(os.path.dirname(os.path.abspath(__file__)), d) for d in ("..", "../tests")]
 import toytask  # noqa: E402
+import trainer  # noqa: E402
 from data import build_prompt, load_problems  # noqa: E402
+from conftest import policy_gradient_step  # noqa: E402  (tests/conftest.py: the trainers' step 5, line for line)
 from loss import group_advantages  # noqa: E402
 from model import TOY_MODELS, load_model, load_tokenizer  # noqa: E402
-from rewards import sequence_reward  # noqa: E402
 
 PROMPTS, GROUP, MAX_NEW_TOKENS, LR = 16, 8, 48, 3e-4
 
 
 def our_trainer(out):
-    """rl.Run with the toy defaults (16 prompts per step, 48 tokens, micro-batches of 32, lr 3e-4)."""
-    args = rl.parser("bench", out).parse_args(["--dataset", "toy", "--device", "cpu", "--out", out, "--group-size", str(GROUP),
-                                               "--prompts-per-step", str(PROMPTS), "--max-new-tokens", str(MAX_NEW_TOKENS),
-                                               "--lr", str(LR)])
-    run = rl.Run(args)
+    """trainer.Run with the toy defaults (16 prompts per step, 48 tokens, micro-batches of 32, lr 3e-4)."""
+    p = trainer.parser("bench", out)
+    args = p.parse_args(["--dataset", "toy", "--device", "cpu", "--out", out, "--overwrite", "--group-size", str(GROUP),
+                         "--prompts-per-step", str(PROMPTS), "--max-new-tokens", str(MAX_NEW_TOKENS), "--lr", str(LR)])
+    run = trainer.Run(args, p)
     for sig in (signal.SIGINT, signal.SIGTERM):  # Run defers these to a checkpoint; here Ctrl-C should just stop
         signal.signal(sig, signal.SIG_DFL)
     return run
@@ -74,11 +74,12 @@ def our_step(run, step):
     rows = run.prompts(step)
     roll, r, no_answer = run.sample(rows, step)
     sample = lap()
-    ref_logp, logp, entropy = run.score(roll, "task")
+    ref_logp = run.score(run.ref, roll)
+    logp, entropy = run.policy_logprobs(roll, fresh=False)
     score = lap()
-    R = sequence_reward("task", r, ref_logp.sum(-1), logp.sum(-1), roll.lengths)
+    R = r
     A = group_advantages(R, run.args.group_size, run.args.baseline, run.args.std_normalize)
-    loss, grad_norm = run.update(roll, A, logp, ref_logp)
+    loss, grad_norm = policy_gradient_step(run, roll, A, logp, ref_logp)
     run.metrics(roll, r, R, ref_logp, logp, entropy, no_answer, loss, grad_norm, t0)
     update = lap()
     return {"sample": sample, "score": score, "update": update, "total": clock[-1] - clock[0]}

@@ -28,3 +28,30 @@ def model():
 @pytest.fixture(scope="session")
 def toy_path():
     return os.path.join(ROOT, "toy_models", "toy")
+
+
+def policy_gradient_step(run, roll, A, logp, ref_logp):
+    """Step 5 of train_task.py / train_sharpen.py, line for line, on a trainer.Run: (loss, grad norm or None)."""
+    from loss import policy_loss
+    from model import micro_batches, response_logprobs
+
+    args = run.args
+    clip_eps = args.clip_eps if args.updates_per_batch > 1 else None
+    weights = run.token_weights(roll)
+    run.policy.train()
+    for _ in range(args.updates_per_batch):
+        run.opt.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for rows, sequences, attention_mask, response_mask in micro_batches(roll, args.micro_batch):
+            new_logp, _ = response_logprobs(run.policy, sequences, attention_mask, response_mask)
+            width = response_mask.shape[1]
+            loss = policy_loss(new_logp, A[rows], weights[rows, :width], logp[rows, :width], clip_eps,
+                               ref_logp[rows, :width], args.kl_coef)
+            loss.backward()
+            loss_sum += loss.item()
+        grad_norm = run.sync_gradients()
+        if grad_norm is None:
+            break
+        run.opt.step()
+        run.check_parameters()
+    return loss_sum, grad_norm

@@ -4,9 +4,12 @@ and what is broken (cut short, truncated, missing) is skipped or stops the run w
 never half-loaded.
 """
 
+import json
 import os
 import random
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,7 +18,7 @@ from conftest import ROOT, tiny_qwen
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import checkpoint
-import rl
+import trainer
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +46,12 @@ def fake_step(run_dir, step, complete=True, tmp=False):
     """A folder that looks like a checkpoint cut short (or a finished one, with complete=True)."""
     path = os.path.join(run_dir, f"step_{step:06d}" + (".tmp" if tmp else ""))
     os.makedirs(path)
+    with open(os.path.join(path, "model.safetensors"), "wb") as f:
+        f.write(bytes(range(256)) * step)
     if complete:
-        open(os.path.join(path, "COMPLETE"), "w").close()
+        sums = {"model.safetensors": checkpoint._sha256(os.path.join(path, "model.safetensors"))}
+        with open(os.path.join(path, "COMPLETE"), "w") as f:
+            json.dump({"sha256": sums}, f)
     return path
 
 
@@ -149,7 +156,7 @@ def test_rng_states_round_trip_through_trainer_pt(tmp_path, tiny, tokenizer):
 
 @pytest.fixture
 def keep_signals():
-    """rl.Run installs SIGINT/SIGTERM handlers: give pytest its own back."""
+    """trainer.Run installs SIGINT/SIGTERM handlers: give pytest its own back."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     yield
     for sig, handler in saved.items():
@@ -162,13 +169,88 @@ def test_resume_without_a_checkpoint_stops_with_a_clear_message(tmp_path, keep_s
     out = str(tmp_path / "run")
     if folder != "missing":
         os.makedirs(out)
-    if folder == "only_incomplete":
+    if folder == "only_incomplete":  # a run that was cut short before its first checkpoint was whole
         fake_step(out, 3, complete=False)
-    args = rl.parser("x", out).parse_args(["--resume", "--device", "cpu", "--eval-problems", "8", "--out", out])
+        json.dump({}, open(os.path.join(out, "config.json"), "w"))
+    parser = trainer.parser("x", out)
+    args = parser.parse_args(["--resume", "--device", "cpu", "--eval-problems", "8", "--out", out])
     with pytest.raises(SystemExit) as err:
-        rl.Run(args)
+        trainer.Run(args, parser)
     message = str(err.value)
-    assert message.startswith("--resume:") and out in message and "\n" not in message
-    assert ("does not exist" if folder == "missing" else "no complete checkpoint") in message
+    assert message.startswith("error: --resume:") and out in message and "\n" not in message
+    assert ("cannot read" if folder in ("missing", "empty") else "no good checkpoint") in message
     if folder == "only_incomplete":
         assert "skipping incomplete checkpoint" in capsys.readouterr().out
+
+
+# -----------------------------------------------------------------------------
+# checkpoints check themselves
+
+
+def test_every_file_is_checksummed_and_verified(tmp_path, tiny, tokenizer):
+    path = checkpoint.save(str(tmp_path), 1, tiny, tokenizer, {})
+    sums = json.load(open(os.path.join(path, "COMPLETE")))["sha256"]
+    assert set(sums) == set(os.listdir(path)) - {"COMPLETE"} and "model.safetensors" in sums
+    assert checkpoint.damage(path) is None
+
+
+@pytest.mark.parametrize("harm", ["flip-a-tensor-byte", "truncate", "delete", "extra-file", "empty-marker"])
+def test_a_damaged_checkpoint_is_skipped_for_the_newest_good_one(tmp_path, tiny, tokenizer, capsys, harm):
+    run_dir = str(tmp_path)
+    good = checkpoint.save(run_dir, 1, tiny, tokenizer, {}, keep=5)
+    bad = checkpoint.save(run_dir, 2, tiny, tokenizer, {}, keep=5)
+    weights = os.path.join(bad, "model.safetensors")
+    data = bytearray(open(weights, "rb").read())
+    if harm == "flip-a-tensor-byte":  # the bytes of a weight, not the header: loads silently without the checksum
+        data[len(data) - 100] ^= 0x01
+        open(weights, "wb").write(data)
+    elif harm == "truncate":
+        open(weights, "wb").write(data[: len(data) // 2])
+    elif harm == "delete":
+        os.remove(weights)
+    elif harm == "extra-file":
+        open(os.path.join(bad, "stray.bin"), "wb").write(b"x")
+    else:
+        open(os.path.join(bad, "COMPLETE"), "w").close()
+    assert checkpoint.latest(run_dir) == good
+    out = capsys.readouterr().out
+    assert f"skipping checkpoint {bad}" in out and "trying an older one" in out
+
+
+def test_no_good_checkpoint_stops_with_one_line(tmp_path, tiny, tokenizer):
+    path = checkpoint.save(str(tmp_path), 1, tiny, tokenizer, {})
+    open(os.path.join(path, "model.safetensors"), "ab").write(b"junk")
+    with pytest.raises(SystemExit, match="no good checkpoint") as err:
+        checkpoint.latest(str(tmp_path))
+    assert "\n" not in str(err.value)
+
+
+def test_final_is_written_atomically_and_verified(tmp_path, tiny, tokenizer, monkeypatch):
+    final = os.path.join(str(tmp_path), "final")
+    checkpoint.write_folder(final, tiny, tokenizer)
+    assert checkpoint.verified(final) == final
+
+    class Killed(BaseException):
+        pass
+
+    def die(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(tokenizer, "save_pretrained", die)  # a kill in the middle of writing the new final/
+    with pytest.raises(Killed):
+        checkpoint.write_folder(final, tiny, tokenizer)
+    assert checkpoint.verified(final) == final  # the previous final/ is whole, the half-written one is aside
+    assert os.path.isdir(final + ".tmp")
+    open(os.path.join(final, "model.safetensors"), "ab").write(b"junk")
+    with pytest.raises(SystemExit, match="cannot be trusted") as err:
+        checkpoint.verified(final)
+    assert "\n" not in str(err.value)
+
+
+def test_a_model_folder_without_tokenizer_files_is_one_line(tmp_path, tiny):
+    tiny.save_pretrained(tmp_path / "m")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "evaluate.py", "--model", str(tmp_path / "m"), "--dataset", "toy", "--limit", "2",
+                           "--n", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "has no tokenizer files" in proc.stderr.strip().splitlines()[-1]

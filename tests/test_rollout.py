@@ -1,13 +1,20 @@
-"""The hand-written rollout against model.generate and against teacher forcing."""
-
-import shutil
+"""The hand-written rollouts (rollout.py, the reference, and fast_rollout.py, its faster twin) against
+model.generate, against teacher forcing, and against each other."""
 
 import pytest
 import torch
 from conftest import tiny_qwen
 
-from model import llama_step, response_logprobs
-from rollout import Rollout, _decoding_step, _model_step, draw, left_pad, rollout, sampling_logprobs
+import fast_rollout
+import rollout as plain_rollout
+from evaluate import cat_rollouts
+from fast_rollout import _decoding_step, _model_step, draw, llama_step
+from fast_rollout import rollout as fast
+from model import micro_batches, response_logprobs
+from rollout import left_pad, sampling_logprobs
+
+SAMPLERS = pytest.mark.parametrize("rollout", [plain_rollout.rollout, fast], ids=["plain", "fast"])
+rollout = fast  # tests of what only the fast path has
 
 PROMPTS = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14], [20, 21, 22, 23]]
 
@@ -19,8 +26,9 @@ def generate_greedy(model, prompts, max_new_tokens):
     return out[:, ids.shape[1]:]
 
 
+@SAMPLERS
 @pytest.mark.parametrize("vocab_size", [64, 151936])
-def test_greedy_equals_generate(vocab_size):
+def test_greedy_equals_generate(rollout, vocab_size):
     # A real-sized vocabulary too: 151936 is Qwen2's.
     model = tiny_qwen(vocab_size=vocab_size)
     roll = rollout(model, PROMPTS, 24, [1], 0, temperature=0)
@@ -102,7 +110,7 @@ def test_models_the_written_out_step_does_not_cover_take_their_own_forward():
 def test_draw_samples_each_token_with_its_probability():
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
     logp = probs.log().expand(200_000, -1)
-    tokens = draw(logp.exp(), torch.Generator().manual_seed(0))
+    tokens = draw(logp.exp(), torch.arange(len(logp)), len(logp), torch.Generator().manual_seed(0))
     freq = torch.bincount(tokens, minlength=5) / len(tokens)
     torch.testing.assert_close(freq, probs, atol=0.004, rtol=0)  # 4 standard errors at most
     assert freq[4] == 0  # a banned token is never drawn
@@ -110,10 +118,15 @@ def test_draw_samples_each_token_with_its_probability():
     probs[:, :100] = 0
     probs /= probs.sum(-1, keepdim=True)
     expected = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(5)).squeeze(-1)
-    assert torch.equal(draw(probs, torch.Generator().manual_seed(5)), expected)  # torch's own draw, on a CPU
+    everyone = torch.arange(32)
+    assert torch.equal(draw(probs, everyone, 32, torch.Generator().manual_seed(5)), expected)  # torch's own draw, on a CPU
+    # Running rows take their own noise from the whole batch's: what multinomial draws for them over all rows.
+    running = torch.tensor([1, 4, 9, 30])
+    assert torch.equal(draw(probs[running], running, 32, torch.Generator().manual_seed(5)), expected[running])
 
 
-def test_logprobs_equal_teacher_forcing(model):
+@SAMPLERS
+def test_logprobs_equal_teacher_forcing(rollout, model):
     gen = torch.Generator().manual_seed(0)
     roll = rollout(model, PROMPTS * 4, 20, [1], 0, generator=gen)
     logp, entropy = response_logprobs(model, roll.sequences, roll.attention_mask, roll.response_mask, entropy=True)
@@ -127,7 +140,7 @@ def test_micro_batches_cover_every_row_once_and_score_like_the_whole_batch(model
     roll = rollout(model, [[5], [6, 7, 8, 9, 10, 11, 12, 13]] * 6, 20, [1], 0, generator=gen)
     full, _ = response_logprobs(model, roll.sequences, roll.attention_mask, roll.response_mask)
     out, seen = torch.zeros_like(full), []
-    for rows, seq, mask, response_mask in roll.micro_batches(5):
+    for rows, seq, mask, response_mask in micro_batches(roll, 5):
         assert seq.shape[1] <= roll.sequences.shape[1] and mask[:, 0].any() and response_mask[:, -1].any()  # cut to fit
         out[rows, : response_mask.shape[1]] = response_logprobs(model, seq, mask, response_mask)[0]
         seen += rows.tolist()
@@ -135,7 +148,8 @@ def test_micro_batches_cover_every_row_once_and_score_like_the_whole_batch(model
     torch.testing.assert_close(out, full, atol=1e-5, rtol=0)
 
 
-def test_rollout_returns_ordinary_tensors(model):
+@SAMPLERS
+def test_rollout_returns_ordinary_tensors(rollout, model):
     # The loop runs in inference mode; what it returns must be usable by training (autograd may save it).
     roll = rollout(model, PROMPTS, 8, [1], 0, generator=torch.Generator().manual_seed(0))
     fields = [roll.sequences, roll.attention_mask, roll.response_mask, roll.logprobs, roll.entropy, roll.truncated]
@@ -144,7 +158,8 @@ def test_rollout_returns_ordinary_tensors(model):
     (logp * roll.logprobs).sum().backward()
 
 
-def test_chunked_logprobs_equal_unchunked(model):
+@SAMPLERS
+def test_chunked_logprobs_equal_unchunked(rollout, model):
     gen = torch.Generator().manual_seed(1)
     roll = rollout(model, PROMPTS, 12, [1], 0, generator=gen)
     args = (model, roll.sequences, roll.attention_mask, roll.response_mask)
@@ -154,7 +169,8 @@ def test_chunked_logprobs_equal_unchunked(model):
     torch.testing.assert_close(full, chunked)
 
 
-def test_eos_is_inside_the_response_mask(model):
+@SAMPLERS
+def test_eos_is_inside_the_response_mask(rollout, model):
     gen = torch.Generator().manual_seed(0)
     roll = rollout(model, PROMPTS * 8, 30, [1], 0, generator=gen)
     stopped = ~roll.truncated
@@ -166,7 +182,8 @@ def test_eos_is_inside_the_response_mask(model):
     assert torch.equal(roll.response_mask.long().cummin(-1).values, roll.response_mask.long())
 
 
-def test_same_seed_same_samples(model):
+@SAMPLERS
+def test_same_seed_same_samples(rollout, model):
     a = rollout(model, PROMPTS, 16, [1], 0, generator=torch.Generator().manual_seed(7))
     b = rollout(model, PROMPTS, 16, [1], 0, generator=torch.Generator().manual_seed(7))
     c = rollout(model, PROMPTS, 16, [1], 0, generator=torch.Generator().manual_seed(8))
@@ -174,14 +191,16 @@ def test_same_seed_same_samples(model):
     assert not torch.equal(a.sequences, c.sequences)
 
 
-def test_ignore_eos_gives_fixed_length(model):
+@SAMPLERS
+def test_ignore_eos_gives_fixed_length(rollout, model):
     roll = rollout(model, PROMPTS * 4, 10, [1], 0, ignore_eos=True, generator=torch.Generator().manual_seed(0))
     assert (roll.lengths == 10).all()
     assert roll.response_mask.all()
 
 
+@SAMPLERS
 @pytest.mark.parametrize("top_k,top_p", [(5, 1.0), (0, 0.3), (4, 0.5)])
-def test_top_k_top_p_only_draw_allowed_tokens(model, top_k, top_p):
+def test_top_k_top_p_only_draw_allowed_tokens(rollout, model, top_k, top_p):
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 64, generator=gen)
     logp = sampling_logprobs(logits, 1.0, top_k, top_p)
@@ -206,41 +225,24 @@ def test_cat_pads_prompts_left_and_responses_right(model):
     gen = torch.Generator().manual_seed(0)
     a = rollout(model, [[5, 6]], 6, [1], 0, generator=gen)
     b = rollout(model, [[5, 6, 7, 8, 9]], 9, [1], 0, ignore_eos=True, generator=gen)
-    both = Rollout.cat([a, b], 0)
+    both = cat_rollouts([a, b], 0)
     logp, _ = response_logprobs(model, both.sequences, both.attention_mask, both.response_mask)
     torch.testing.assert_close(logp, both.logprobs, atol=1e-5, rtol=0)
 
 
-def test_sliding_window_model_greedy_equals_generate():
+@SAMPLERS
+def test_sliding_window_model_greedy_equals_generate(rollout):
     # A hybrid model (one full-attention layer, one sliding-window layer) keeps transformers' own masks.
     model = tiny_qwen(use_sliding_window=True, sliding_window=4, max_window_layers=1)
     assert model.config.layer_types == ["full_attention", "sliding_attention"]
-    roll = rollout(model, PROMPTS, 16, [1], 0, temperature=0, sync_every=2)
+    roll = rollout(model, PROMPTS, 16, [1], 0, temperature=0)
     expected = generate_greedy(model, PROMPTS, 16)
     assert torch.equal(roll.responses, expected[:, : roll.responses.shape[1]])
 
 
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("clang++") is None, reason="torch.compile on a CPU needs a C++ compiler")
-def test_compiled_decode_equals_eager():
-    # The compiled step reads a static cache and keeps finished rows: the tokens must not change.
-    model = tiny_qwen(seed=3)
-    with torch.no_grad():
-        model.lm_head.weight[1] += 0.3 * torch.randn(model.config.hidden_size)  # rows stop at different times
-    prompts = [[i + 2, i + 3] for i in range(24)]
-    eager = rollout(model, prompts, 24, [1], 0, temperature=0, sync_every=2)
-    compiled = rollout(model, prompts, 24, [1], 0, temperature=0, sync_every=2, compile=True)
-    assert 0 < eager.truncated.sum() < len(prompts)
-    assert torch.equal(compiled.sequences, eager.sequences)
-    # Sampled: the log-probs the compiled loop reports are those of teacher forcing.
-    roll = rollout(model, prompts, 24, [1], 0, generator=torch.Generator().manual_seed(0), compile=True)
-    logp, _ = response_logprobs(model, roll.sequences, roll.attention_mask, roll.response_mask)
-    torch.testing.assert_close(logp, roll.logprobs, atol=1e-5, rtol=0)
-
-
 def test_finished_rows_leave_the_batch(monkeypatch):
     # The speed of long-tailed batches rests on this: once a row stops, later steps no longer compute it.
-    import rollout as rollout_module
-
+    rollout_module = fast_rollout
     model = tiny_qwen(seed=3)
     with torch.no_grad():
         model.lm_head.weight[1] += 0.3 * torch.randn(model.config.hidden_size)
@@ -256,3 +258,31 @@ def test_finished_rows_leave_the_batch(monkeypatch):
     roll = rollout(model, prompts, 24, [1], 0, temperature=0)
     running = (roll.lengths[:, None] > torch.arange(1, len(rows_per_step) + 1)).sum(0)  # rows still going after step t
     assert rows_per_step == running.tolist()
+
+
+def stops_early():
+    model = tiny_qwen(seed=3)
+    with torch.no_grad():
+        model.lm_head.weight[1] += 0.3 * torch.randn(model.config.hidden_size)  # rows stop at different times
+    return model
+
+
+@pytest.mark.parametrize("case", ["sampled", "greedy", "top-k/p", "fixed-length", "groups", "rows-stop-early",
+                                  "qwen3", "llama3-rope", "sliding-window"])
+def test_fast_rollout_equals_the_plain_one(case):
+    """fp32: the same tokens (greedy and seeded samples), log-probs and entropies to 1e-5."""
+    model = {"rows-stop-early": stops_early, "qwen3": lambda: other_architecture("qwen3"),
+             "llama3-rope": lambda: other_architecture("llama3-rope"),
+             "sliding-window": lambda: tiny_qwen(use_sliding_window=True, sliding_window=4, max_window_layers=1)}.get(case, tiny_qwen)()
+    prompts = [[i + 2, i + 3] for i in range(24)] if case == "rows-stop-early" else PROMPTS * 3
+    prompts = [p for p in PROMPTS for _ in range(4)] if case == "groups" else prompts
+    kw = {"greedy": dict(temperature=0), "top-k/p": dict(top_k=6, top_p=0.8, temperature=0.7),
+          "fixed-length": dict(ignore_eos=True)}.get(case, {})
+    a = plain_rollout.rollout(model, prompts, 24, [1], 0, generator=torch.Generator().manual_seed(3), **kw)
+    b = fast(model, prompts, 24, [1], 0, generator=torch.Generator().manual_seed(3), **kw)
+    assert torch.equal(a.sequences, b.sequences) and torch.equal(a.response_mask, b.response_mask)
+    assert torch.equal(a.attention_mask, b.attention_mask) and torch.equal(a.truncated, b.truncated)
+    torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(a.entropy, b.entropy, atol=1e-5, rtol=0)
+    if case == "rows-stop-early":
+        assert 0 < a.truncated.sum() < len(prompts)

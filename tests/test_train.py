@@ -52,7 +52,8 @@ def test_two_steps_change_every_parameter_and_log_every_metric(tmp_path):
     unchanged = [name for name, p in before.items() if torch.equal(p, after[name])]
     assert not unchanged, f"parameters that did not move: {unchanged}"
     log = read_log(out)
-    assert [row["step"] for row in log] == [1, 2]
+    assert [row["step"] for row in log] == [0, 1, 2]  # step 0: the base model's evaluation
+    assert log[1]["lr"] == pytest.approx(3e-4 * 0.1)  # the lr step 1's update used (warm-up starts at 0.1 x lr)
     for key in ("reward", "reward_std", "accuracy", "no_answer", "logp_ref", "logp_ref_per_token", "length", "truncated",
                 "zero_std_groups", "entropy", "kl", "grad_norm", "step_time", "tokens_per_s", "eval_accuracy"):
         assert key in log[-1], key
@@ -61,7 +62,7 @@ def test_two_steps_change_every_parameter_and_log_every_metric(tmp_path):
 def test_fixed_length_samples_all_have_max_length(tmp_path):
     out = str(tmp_path / "sharpen")
     run("train_sharpen.py", "--steps", "1", "--fixed-length", "--out", out, *SMALL)
-    assert read_log(out)[0]["length"] == 16
+    assert read_log(out)[1]["length"] == 16
 
 
 def test_kill_and_resume_gives_the_same_run(tmp_path):
@@ -79,7 +80,7 @@ def test_kill_and_resume_gives_the_same_run(tmp_path):
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     run("train_task.py", "--out", killed, "--resume", *args)
     a, b = read_log(straight), read_log(killed)
-    assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in b] == [0, 1, 2, 3, 4, 5, 6]
     for ra, rb in zip(a, b):
         assert {k: v for k, v in ra.items() if k not in TIMING} == {k: v for k, v in rb.items() if k not in TIMING}
     pa, pb = params(os.path.join(straight, "final")), params(os.path.join(killed, "final"))
@@ -119,7 +120,7 @@ def test_torchrun_two_processes(tmp_path):
     proc = subprocess.run(cmd + ["train_task.py", "--steps", "1", "--out", out, *SMALL], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len(read_log(out)) == 1  # rank 0 alone writes the log
+    assert [row["step"] for row in read_log(out)] == [0, 1]  # rank 0 alone writes the log
     proc = subprocess.run(cmd + ["evaluate.py", "--dataset", "toy", "--limit", "6", "--samples", "2"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

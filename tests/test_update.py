@@ -1,35 +1,55 @@
-"""The trainer's update step on the toy model: a bad (non-finite) step is skipped, three stop the run."""
+"""The trainer's update step on the toy model (trainer.Run and the trainers' step 5): a non-finite step is
+skipped and three stop the run, a non-finite update stops it before anything is saved, and micro-batching
+changes nothing."""
 
 import pytest
 import torch
+from conftest import policy_gradient_step
 
-from rl import Run, parser
+import trainer
+
+
+def make_run(out, *extra):
+    p = trainer.parser("test", out)
+    args = p.parse_args(["--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "12", "--eval-problems", "4",
+                         "--out", out, *extra])
+    return trainer.Run(args, p)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("run"))
-    args = parser("test", out).parse_args(["--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "12",
-                                           "--eval-problems", "4"])
-    return Run(args)
+    return make_run(str(tmp_path_factory.mktemp("run") / "out"))
 
 
 def test_nan_steps_are_skipped_then_stop_the_run(run):
     roll, r, _ = run.sample(run.prompts(0), 0)
-    ref_logp, logp, _ = run.score(roll, "task")
+    ref_logp = run.score(run.ref, roll)
+    logp, _ = run.policy_logprobs(roll, fresh=False)
     before = [p.detach().clone() for p in run.policy.parameters()]
     bad = torch.full((len(r),), float("nan"))
     for _ in range(2):
         with pytest.warns(UserWarning, match="non-finite"):
-            run.update(roll, bad, logp, ref_logp)
+            assert policy_gradient_step(run, roll, bad, logp, ref_logp)[1] is None
     assert all(torch.equal(a, b) for a, b in zip(before, run.policy.parameters()))  # nothing was applied
+    run.save(5)  # never a checkpoint right after a skipped step
+    assert trainer.checkpoint.completed(run.args.out) == []
     good = torch.linspace(-1, 1, len(r))
-    run.update(roll, good, logp, ref_logp)  # a good step resets the count...
+    policy_gradient_step(run, roll, good, logp, ref_logp)  # a good step resets the count...
     assert run.bad_steps == 0
     assert not all(torch.equal(a, b) for a, b in zip(before, run.policy.parameters()))
     with pytest.warns(UserWarning), pytest.raises(SystemExit, match="non-finite steps in a row"):
         for _ in range(3):  # ...and three bad ones in a row stop the run
-            run.update(roll, bad, logp, ref_logp)
+            policy_gradient_step(run, roll, bad, logp, ref_logp)
+
+
+def test_a_non_finite_update_stops_before_anything_is_saved(run):
+    with torch.no_grad():
+        next(run.policy.parameters())[0, 0] = float("inf")
+    with pytest.raises(SystemExit, match="non-finite parameters"):
+        run.check_parameters()
+    with torch.no_grad():
+        next(run.policy.parameters())[0, 0] = 0.0
+    run.check_parameters()
 
 
 def test_prompts_are_split_over_ranks_and_walk_the_training_set(run):
@@ -38,29 +58,32 @@ def test_prompts_are_split_over_ranks_and_walk_the_training_set(run):
     assert run.prompts(1) == run.prompts(1)  # the same step always gets the same prompts (exact resume)
 
 
-def test_score_reuses_the_rollout_only_where_it_is_pi_theta(run):
+def test_policy_logprobs_reuse_the_rollout_only_when_not_asked_for_a_fresh_pass(run):
     roll, _, _ = run.sample(run.prompts(0), 0)
-    ref_logp, logp, entropy = run.score(roll, "task")
+    logp, entropy = run.policy_logprobs(roll, fresh=False)
     assert logp is roll.logprobs and entropy is roll.entropy  # temperature 1, no top-k/top-p: no policy pass
-    ref_tempered, logp_tempered, entropy_tempered = run.score(roll, "tempered")  # -log pi_theta is in the reward
-    assert logp_tempered is not roll.logprobs
-    torch.testing.assert_close(logp_tempered, roll.logprobs, atol=1e-5, rtol=0)
-    torch.testing.assert_close(entropy_tempered, roll.entropy, atol=1e-5, rtol=0)
-    torch.testing.assert_close(ref_tempered, ref_logp)
+    fresh_logp, fresh_entropy = run.policy_logprobs(roll, fresh=True)  # e.g. -log pi_theta in the reward
+    assert fresh_logp is not roll.logprobs
+    torch.testing.assert_close(fresh_logp, roll.logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fresh_entropy, roll.entropy, atol=1e-5, rtol=0)
+
+
+def test_top_k_sampling_always_gets_a_fresh_pass(tmp_path):
+    run = make_run(str(tmp_path / "k"), "--top-k", "5")
+    roll, _, _ = run.sample(run.prompts(0), 0)
+    assert run.policy_logprobs(roll, fresh=False)[0] is not roll.logprobs  # the rollout's are top-k's, not pi_theta's
 
 
 def test_micro_batches_take_the_same_step_as_one_batch(tmp_path):
     params = []
     for micro in (3, 64):
-        args = parser("test", str(tmp_path / str(micro))).parse_args(
-            ["--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "12", "--eval-problems", "4",
-             "--micro-batch", str(micro), "--out", str(tmp_path / str(micro))])
-        run = Run(args)
+        run = make_run(str(tmp_path / str(micro)), "--micro-batch", str(micro))
         start = [p.detach().clone() for p in run.policy.parameters()]
         roll, r, _ = run.sample(run.prompts(0), 0)
         assert len(set(roll.lengths.tolist())) > 1  # rows of different lengths: the micro-batches get cut differently
-        ref_logp, logp, _ = run.score(roll, "task")
-        run.update(roll, torch.linspace(-1, 1, len(r)), logp, ref_logp)
+        ref_logp = run.score(run.ref, roll)
+        logp, _ = run.policy_logprobs(roll, fresh=False)
+        policy_gradient_step(run, roll, torch.linspace(-1, 1, len(r)), logp, ref_logp)
         params.append([p.detach().clone() for p in run.policy.parameters()])
     assert not any(torch.equal(a, b) for a, b in zip(start, params[1]))
     for a, b in zip(*params):

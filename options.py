@@ -1,0 +1,113 @@
+"""
+Command-line options shared by the trainers and evaluate.py: each with its range, checked when parsed (a bad
+value stops with one line), and its default shown by --help, for the toy and for real models.
+
+Imported first by every script: a Ctrl-C while the heavy imports (torch, transformers) load exits quietly.
+"""
+
+import argparse
+import math
+import signal
+import sys
+
+signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(130))  # until a script installs its own handler
+
+TOY_DATASETS = ("toy", "toy-aligned")
+
+# The settings that depend on the task. Real models: the paper's (arXiv 2604.16259, appendix). The toy: what
+# trains its 0.42M-parameter model on a CPU in about a minute. The one home of the token budgets.
+DEFAULTS = {
+    "toy": dict(steps=60, prompts_per_step=16, lr=3e-4, warmup=5, max_new_tokens=48, micro_batch=32, eval_every=10,
+                eval_problems=256, save_every=20),
+    "real": dict(steps=500, prompts_per_step=32, lr=1e-6, warmup=50, max_new_tokens=2048, micro_batch=4, eval_every=20,
+                 eval_problems=500, save_every=20),
+}
+
+
+def is_toy(dataset):
+    """The embedded toy task (toy_models/ + toytask.py), named exactly: a file called toys.jsonl is not it."""
+    return dataset in TOY_DATASETS
+
+
+def task_defaults(dataset):
+    return DEFAULTS["toy" if is_toy(dataset) else "real"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with an error as one line (not the whole usage) and every default in --help."""
+
+    def __init__(self, description):
+        super().__init__(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def add(self, *names, task=False, **kwargs):
+        """add_argument; task=True: the default depends on the task (DEFAULTS) and --help says both."""
+        if task:
+            key = names[0].lstrip("-").replace("-", "_")
+            kwargs["help"] += f" (default: {DEFAULTS['toy'][key]} on the toy, {DEFAULTS['real'][key]} otherwise)"
+        elif "default" in kwargs and kwargs.get("action") != "store_true":
+            kwargs["help"] = kwargs.get("help", "") + " (default: %(default)s)"
+        return self.add_argument(*names, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        self.argv = sys.argv[1:] if args is None else list(args)
+        return super().parse_args(args, namespace)
+
+    def given(self):
+        """The options written on the command line of the last parse_args (their dest names), whatever their values."""
+        saved = [(action, action.default) for action in self._actions]
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        try:
+            return set(vars(super().parse_args(self.argv)))
+        finally:
+            for action, default in saved:
+                action.default = default
+
+
+def fill_task_defaults(args):
+    for key, value in task_defaults(args.dataset).items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args
+
+
+# -----------------------------------------------------------------------------
+# ranges: each is an argparse `type` that names the range in its error
+
+
+def _ranged(kind, test, says):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {says}") from None
+        if not (math.isfinite(value) and test(value)):
+            raise argparse.ArgumentTypeError(f"{text} is not {says}")
+        return value
+
+    parse.__name__ = says  # what argparse names in "invalid <type> value"
+    return parse
+
+
+COUNT = _ranged(int, lambda v: v >= 1, "an integer >= 1")
+NATURAL = _ranged(int, lambda v: v >= 0, "an integer >= 0")
+GROUP = _ranged(int, lambda v: v >= 2, "an integer >= 2 (a baseline needs another sample of the prompt)")
+POSITIVE = _ranged(float, lambda v: v > 0, "a finite number > 0")
+NONNEGATIVE = _ranged(float, lambda v: v >= 0, "a finite number >= 0")
+FINITE = _ranged(float, lambda v: True, "a finite number")
+TOP_P = _ranged(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+CLIP = _ranged(float, lambda v: 0 < v < 1, "a number in (0, 1)")
+POWER_OF_TWO = _ranged(int, lambda v: v >= 1 and v & (v - 1) == 0, "a power of two (1, 2, 4, ...)")
+
+
+def sampling_options(p):
+    """What both training and evaluation sample with."""
+    p.add("--temperature", type=NONNEGATIVE, default=1.0, help="0 is greedy")
+    p.add("--top-p", type=TOP_P, default=1.0)
+    p.add("--top-k", type=NATURAL, default=0, help="0: off")
+    p.add("--max-new-tokens", type=COUNT, task=True, help="response budget in tokens")
+    p.add("--plain-rollout", action="store_true", help="sample with rollout.py, the plain reference sampler, "
+          "instead of its faster twin fast_rollout.py (same samples)")

@@ -1,0 +1,131 @@
+"""
+The run folder, --out: config.json, log.jsonl, checkpoints step_*/ and the final model final/. A user's work
+lives there, so nothing here deletes or rewrites it unless asked:
+
+* a new run into a folder that holds a run stops with one line (--resume continues it, --overwrite replaces it);
+* a lock (fcntl) keeps a second run out of a folder that one is using; it stops at once, with one line;
+* --resume reads the whole log first: a torn last line (a kill or a full disk mid-write) is dropped with a
+  warning, any other bad line stops the run with the log untouched; lines after the checkpoint (steps that
+  will run again) are dropped, and the log is rewritten atomically;
+* --resume continues the run as it was configured: options not on the command line come from its
+  config.json, and options that would change the run are listed and refused; config.json always holds the
+  values in effect.
+"""
+
+import json
+import os
+import shutil
+
+# Options that may differ on --resume: they change when and where, not what, the run computes.
+MAY_CHANGE_ON_RESUME = ("steps", "keep", "save_every", "eval_every", "device", "resume", "overwrite")
+RUN_FILES = ("config.json", "log.jsonl", "final")
+
+
+def holds_run(path):
+    if not os.path.isdir(path):
+        return False
+    return any(name in RUN_FILES or name.startswith("step_") for name in os.listdir(path))
+
+
+def write_json_atomically(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunFolder:
+    def __init__(self, path):
+        self.path = path
+        self.log_path = os.path.join(path, "log.jsonl")
+        self.config_path = os.path.join(path, "config.json")
+        self._lock = None
+
+    def claim(self, resume, overwrite):
+        """Lock the folder for this run, then check that the run may start here (rank 0 only)."""
+        os.makedirs(self.path, exist_ok=True)
+        self._lock = _lock(os.path.join(self.path, ".lock"))
+        if resume:
+            return
+        if holds_run(self.path) and not overwrite:
+            raise SystemExit(f"error: {self.path} holds a run already: add --resume to continue it, --overwrite to "
+                             f"replace it, or choose another --out")
+        if overwrite:
+            stale = [n for n in os.listdir(self.path) if n in RUN_FILES or n.startswith("step_")]
+            for name in stale:
+                target = os.path.join(self.path, name)
+                shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
+            if stale:
+                print(f"--overwrite: removed the previous run in {self.path} ({', '.join(sorted(stale))})")
+
+    def resumed_config(self, args, given):
+        """args as the run was configured, plus what may change; refuses options that would change the run."""
+        try:
+            with open(self.config_path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"error: --resume: cannot read {self.config_path} ({type(err).__name__})")
+        changed = [key for key in sorted(given) if key in saved and key not in MAY_CHANGE_ON_RESUME
+                   and getattr(args, key) != saved[key]]
+        if changed:
+            listed = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)} (the run has {saved[k]})" for k in changed)
+            raise SystemExit(f"error: --resume: {listed}. Drop these options to continue the run as it was, "
+                             f"or start a new run in another --out")
+        for key, value in saved.items():
+            if key not in given and hasattr(args, key) and key not in ("resume", "overwrite"):
+                setattr(args, key, value)
+        return args
+
+    def save_config(self, args):
+        write_json_atomically(self.config_path, vars(args))
+
+    def keep_log_until(self, step):
+        """On resume: the log's rows up to `step` (the checkpoint's), after reading all of it."""
+        if not os.path.exists(self.log_path):
+            return
+        with open(self.log_path) as f:
+            lines = f.read().split("\n")
+        torn_end = lines[-1] != ""  # a complete log ends with a newline
+        lines = lines[:-1] if not torn_end else lines
+        rows = []
+        for i, line in enumerate(lines):
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                if i == len(lines) - 1:  # the last line, cut short by a kill or a full disk: it held no full step
+                    print(f"warning: {self.log_path}: dropped a torn last line ({len(line)} characters)")
+                    continue
+                raise SystemExit(f"error: {self.log_path}: line {i + 1} is not JSON; the log was not changed. "
+                                 f"Repair or remove that line, then --resume again")
+        kept = [row for row in rows if row.get("step", 0) <= step]
+        tmp = self.log_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in kept)
+        os.replace(tmp, self.log_path)
+
+    def log(self, row):
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def _lock(path):
+    """Hold an exclusive lock on `path` for the life of the process, or stop with one line."""
+    try:
+        import fcntl
+    except ImportError:  # not on this platform: no lock, as before
+        return None
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        raise SystemExit(f"error: another run is using {os.path.dirname(path)} (pid {holder}); wait for it to end "
+                         f"or choose another --out") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f

@@ -1,0 +1,241 @@
+"""Faults and bad input, tried as a user would: nothing is lost, and every refusal is one line.
+
+Run folders (no run wiped by accident, one run per folder), --resume (the log read before it is changed,
+the run's own options), option ranges, data read exactly as written, prompts too long for the model,
+Ctrl-C. The end-to-end cases run the scripts themselves (marked slow)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT
+
+import data
+import trainer
+from run_folder import RunFolder
+
+SMALL = ["--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "8", "--eval-problems", "4",
+         "--eval-every", "2", "--micro-batch", "8", "--save-every", "2"]
+
+
+def script(name, *args, wait=True, **kw):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, os.path.join(ROOT, name), *args]
+    if not wait:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, **kw)
+
+
+def last_line(proc):
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def snapshot(folder):
+    return {os.path.relpath(os.path.join(d, f), folder): os.path.getsize(os.path.join(d, f))
+            for d, _, files in os.walk(folder) for f in files if f != ".lock"}
+
+
+# -----------------------------------------------------------------------------
+# options are checked when parsed
+
+
+BAD_OPTIONS = [["--steps", "-5"], ["--steps", "0"], ["--keep", "-1"], ["--keep", "0"], ["--top-p", "0"], ["--top-p", "1.5"],
+               ["--group-size", "1"], ["--save-every", "0"], ["--eval-every", "0"], ["--micro-batch", "0"],
+               ["--max-new-tokens", "0"], ["--lr", "nan"], ["--lr", "inf"], ["--lr", "-1e-6"], ["--grad-clip", "nan"],
+               ["--grad-clip", "0"], ["--temperature", "-1"], ["--kl-coef", "inf"], ["--clip-eps", "1"],
+               ["--updates-per-batch", "0"], ["--prompts-per-step", "0"], ["--rollout-batch", "0"], ["--top-k", "-2"],
+               ["--weight-decay", "nan"], ["--warmup", "-1"], ["--eval-problems", "0"], ["--seed", "-3"], ["--steps", "abc"]]
+
+
+@pytest.mark.parametrize("bad", BAD_OPTIONS, ids=lambda b: " ".join(b))
+def test_every_numeric_option_has_its_range(bad, capsys):
+    with pytest.raises(SystemExit) as err:
+        trainer.parser("x", "runs/x").parse_args(bad)
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and bad[0] in message and "error" in message
+
+
+def test_evaluate_options_are_checked_too():
+    for bad in (["--limit", "0"], ["--n", "3"], ["--batch-size", "0"], ["--top-p", "0"], ["--trials", "0"]):
+        proc = script("evaluate.py", *bad)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and bad[0] in proc.stderr, (bad, proc.stderr)
+
+
+# -----------------------------------------------------------------------------
+# the run folder
+
+
+def test_a_folder_is_locked_by_its_run(tmp_path):
+    first = RunFolder(str(tmp_path / "run"))
+    first.claim(resume=False, overwrite=False)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from run_folder import RunFolder; "
+            "RunFolder(sys.argv[2]).claim(resume=True, overwrite=False)")
+    proc = subprocess.run([sys.executable, "-c", code, ROOT, str(tmp_path / "run")], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.strip() == (
+        f"error: another run is using {tmp_path / 'run'} (pid {os.getpid()}); wait for it to end or choose another --out")
+
+
+def log_lines(n):
+    return "".join(json.dumps({"step": i, "reward": i / 10}) + "\n" for i in range(n))
+
+
+def test_resume_drops_only_a_torn_last_line(tmp_path, capsys):
+    folder = RunFolder(str(tmp_path))
+    open(folder.log_path, "w").write(log_lines(10) + '{"step": 10, "rew')
+    folder.keep_log_until(8)
+    assert open(folder.log_path).read() == log_lines(9)  # steps 0..8: the rest will be run (and logged) again
+    assert "dropped a torn last line" in capsys.readouterr().out
+
+
+def test_resume_refuses_a_bad_line_inside_the_log_and_changes_nothing(tmp_path):
+    folder = RunFolder(str(tmp_path))
+    lines = log_lines(10).splitlines(keepends=True)
+    lines[4] = "\x00\x00garbage\n"
+    text = "".join(lines)
+    open(folder.log_path, "w").write(text)
+    with pytest.raises(SystemExit, match="line 5 is not JSON; the log was not changed") as err:
+        folder.keep_log_until(8)
+    assert "\n" not in str(err.value)
+    assert open(folder.log_path).read() == text
+
+
+slow = pytest.mark.slow
+
+
+@slow
+def test_a_new_run_never_wipes_an_old_one(tmp_path):
+    out = str(tmp_path / "run")
+    assert script("train_task.py", "--steps", "2", "--out", out, *SMALL).returncode == 0
+    before = snapshot(out)
+    again = script("train_task.py", "--steps", "2", "--out", out, *SMALL)
+    assert again.returncode == 1 and "--resume" in last_line(again) and "--overwrite" in last_line(again)
+    assert "Traceback" not in again.stderr and snapshot(out) == before
+    # --overwrite replaces the run, on purpose
+    assert script("train_task.py", "--steps", "1", "--out", out, "--overwrite", *SMALL).returncode == 0
+    assert [json.loads(line)["step"] for line in open(os.path.join(out, "log.jsonl"))] == [0, 1]
+
+
+@slow
+def test_a_second_run_on_the_same_folder_stops_at_once(tmp_path):
+    out = str(tmp_path / "run")
+    first = script("train_task.py", "--steps", "200", "--out", out, *SMALL, wait=False)
+    try:
+        while not os.path.exists(os.path.join(out, "log.jsonl")) and first.poll() is None:
+            time.sleep(0.05)
+        second = script("train_task.py", "--steps", "2", "--out", out, "--resume", *SMALL)
+        assert second.returncode == 1 and last_line(second).startswith(f"error: another run is using {out}")
+        assert first.poll() is None  # the first run goes on
+    finally:
+        first.kill()
+        first.wait()
+
+
+@slow
+def test_resume_keeps_the_runs_options_and_refuses_changes(tmp_path):
+    out = str(tmp_path / "run")
+    assert script("train_task.py", "--steps", "2", "--out", out, "--lr", "1e-4", *SMALL).returncode == 0
+    changed = script("train_task.py", "--steps", "4", "--out", out, "--resume", "--lr", "1e-3", "--group-size", "4")
+    assert changed.returncode == 1
+    assert "--lr 0.001 (the run has 0.0001)" in last_line(changed) and "--group-size 4 (the run has 2)" in last_line(changed)
+    # without those options the run continues as it was configured; --steps may grow
+    assert script("train_task.py", "--steps", "4", "--out", out, "--resume").returncode == 0
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["lr"] == 1e-4 and config["group_size"] == 2 and config["steps"] == 4
+    assert [json.loads(line)["step"] for line in open(os.path.join(out, "log.jsonl"))] == [0, 1, 2, 3, 4]
+
+
+@slow
+def test_a_damaged_newest_checkpoint_falls_back_on_resume(tmp_path):
+    out = str(tmp_path / "run")
+    assert script("train_task.py", "--steps", "4", "--out", out, "--keep", "3", *SMALL).returncode == 0
+    weights = os.path.join(out, "step_000004", "model.safetensors")
+    data_ = bytearray(open(weights, "rb").read())
+    data_[-50] ^= 0xFF
+    open(weights, "wb").write(data_)
+    proc = script("train_task.py", "--steps", "4", "--out", out, "--resume")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "skipping checkpoint" in proc.stdout and "resumed from" in proc.stdout and "step_000002" in proc.stdout
+
+
+# -----------------------------------------------------------------------------
+# Ctrl-C
+
+
+@slow
+def test_ctrl_c_during_the_imports_exits_quietly():
+    proc = script("train_task.py", "--steps", "1", "--out", "/nonexistent/never", wait=False)
+    time.sleep(0.3)  # torch and transformers take seconds to import
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
+@slow
+def test_a_second_ctrl_c_stops_at_once(tmp_path):
+    out = str(tmp_path / "run")
+    proc = script("train_task.py", "--steps", "500", "--out", out, "--save-every", "1000", *SMALL[:-2], wait=False)
+    while not os.path.exists(os.path.join(out, "log.jsonl")) and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - start < 10
+    assert proc.returncode == 1 and "second signal" in err.strip().splitlines()[-1]
+
+
+# -----------------------------------------------------------------------------
+# data is read as written
+
+
+def test_local_json_answers_keep_their_spelling(tmp_path):
+    rows = [{"question": "a", "answer": 9007199254740993}, {"question": "b", "answer": 1e25},
+            {"question": "c", "answer": 0.1}, {"question": "d", "answer": "025"}]
+    path = tmp_path / "golds.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows).replace("1e+25", "1e25") + "\n")
+    assert [r["answer"] for r in data.load_problems(str(path))] == ["9007199254740993", "1e25", "0.1", "025"]
+    path = tmp_path / "golds.json"
+    path.write_text('[{"question": "a", "answer": 12345678901234567890123}, {"question": "b", "answer": 2.50}]')
+    assert [r["answer"] for r in data.load_problems(str(path))] == ["12345678901234567890123", "2.50"]
+
+
+@pytest.mark.parametrize("content,says", [("", "holds no rows"), ("42", "holds no rows"), ('"text"', "holds no rows"),
+                                          ("[1, 2]", "holds no rows"), ("{not json", "not valid JSON")])
+def test_empty_or_scalar_files_are_one_line(tmp_path, content, says):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(SystemExit, match=says) as err:
+        data.load_or_exit(str(path))
+    assert "\n" not in str(err.value)
+
+
+def test_a_hub_name_without_network_says_what_to_do(monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'HuggingFaceH4/MATH-500' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(SystemExit) as err:
+        data.load_or_exit("math500")
+    message = str(err.value)
+    assert "\n" not in message and "local file" in message and "DATA_DIR" in message and "HF_DATASETS_OFFLINE" in message
+
+
+def test_prompts_too_long_for_the_model_are_dropped_with_a_count(toy_path):
+    from model import load_tokenizer
+
+    tok = load_tokenizer(toy_path)
+    rows = [{"question": "1+2", "answer": "3"}, {"question": "+".join(["1"] * 60), "answer": "60"}]
+    with pytest.warns(UserWarning, match="dropped 1 of 2 prompts longer than 20 tokens"):
+        assert data.drop_long_prompts(rows, tok, "{problem}:", 20, "training set") == rows[:1]
+    with pytest.warns(UserWarning), pytest.raises(SystemExit, match="every prompt is longer"):
+        data.drop_long_prompts(rows[1:], tok, "{problem}:", 20, "training set")
+    assert data.drop_long_prompts(rows, tok, "{problem}:", None, "x") == rows

@@ -1,0 +1,303 @@
+"""
+The plumbing of train_task.py and train_sharpen.py, each piece behind a one-line call, so that the trainers
+show the algorithm and only the algorithm. Nothing here decides what is learned; safe to skip on a first read.
+
+    parser        the shared options, each checked against its range when parsed
+    Run(args)     process group, seeds, run folder (lock, --resume/--overwrite), data, tokenizer, policy and
+                  frozen reference, AdamW + warm-up, --resume, signal handlers
+    prompts       this rank's prompts for a step (a seeded shuffle per epoch, so a resumed run sees the same)
+    sample        G responses per prompt, graded (evaluate.sample_and_grade, seeded by step and rank)
+    score         per-token log-probs (and entropies) of the samples under a model, no grad, micro-batched
+    token_weights the loss aggregation's weights, with totals over all ranks
+    sync_gradients / check_parameters   all-reduce, clipping, the non-finite guards
+    metrics / log / evaluate / save / stop_if_signalled / finish
+"""
+
+import functools
+import math
+import random
+import signal
+import time
+import warnings
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import checkpoint
+import distributed
+import options
+from data import default_template, drop_long_prompts, load_or_exit
+from evaluate import sample_and_grade
+from loss import AGGREGATIONS, BASELINES, token_weights
+from model import eos_ids, frozen_copy, load_model, load_tokenizer, micro_batches, pick_device, resolve_model_path, response_logprobs
+from rewards import NORMALIZATIONS, TaskGrader
+from run_folder import RunFolder
+
+MAX_BAD_STEPS = 3  # consecutive non-finite steps before a run is stopped
+
+
+def parser(description, out):
+    p = options.Parser(description)
+    p.add("--model", help="hub id or folder (default: the toy model of a toy dataset)")
+    p.add("--dataset", default="toy", help="training set: toy, toy-aligned, math_lighteval, deepscaler, gsm8k, or a file")
+    p.add("--eval-dataset", help="in-training evaluation set (default: the training set's test split)")
+    p.add("--question-key", help="question column of a local data file")
+    p.add("--answer-key", help="answer column of a local data file")
+    p.add("--template", help="prompt template with {problem} (default: the dataset's)")
+    p.add("--grader", default="builtin", choices=("builtin", "math_verify"))
+    # RL
+    p.add("--steps", type=options.COUNT, task=True, help="RL steps (one optimizer step each)")
+    p.add("--prompts-per-step", type=options.COUNT, task=True, help="prompts per step, over all ranks")
+    p.add("--group-size", type=options.GROUP, default=8, help="samples per prompt, G")
+    options.sampling_options(p)
+    p.add("--fixed-length", action="store_true", help="ignore EOS: every sample runs to --max-new-tokens (the paper's control)")
+    p.add("--baseline", choices=BASELINES, default="leave_one_out")
+    p.add("--std-normalize", action="store_true", help="GRPO: divide advantages by the group's reward std")
+    p.add("--aggregation", choices=AGGREGATIONS, default="token", help="token (paper, DAPO), sequence (GRPO), constant (Dr. GRPO's)")
+    p.add("--kl-coef", type=options.NONNEGATIVE, default=0.0, help="k (the k3 KL penalty to pi_ref, per token; paper: 0)")
+    p.add("--updates-per-batch", type=options.COUNT, default=1, help=">1 reuses each batch with PPO ratio clipping")
+    p.add("--clip-eps", type=options.CLIP, default=0.2, help="PPO clip range (only with --updates-per-batch > 1)")
+    p.add("--normalization", choices=NORMALIZATIONS, default="sum", help="length normalisation of log pi_ref")
+    p.add("--length-power", type=options.FINITE, default=0.5, help="w in log pi_ref / L^w for --normalization power")
+    # optimisation and memory
+    p.add("--lr", type=options.POSITIVE, task=True, help="AdamW learning rate")
+    p.add("--warmup", type=options.NATURAL, task=True, help="linear warm-up from 0.1 x lr over this many steps")
+    p.add("--weight-decay", type=options.NONNEGATIVE, default=0.01)
+    p.add("--grad-clip", type=options.POSITIVE, default=1.0, help="gradient norm clip")
+    p.add("--micro-batch", type=options.COUNT, task=True, help="sequences per forward/backward pass")
+    p.add("--rollout-batch", type=options.COUNT, default=512, help="sequences per rollout call")
+    p.add("--gradient-checkpointing", action="store_true")
+    p.add("--ref-on-cpu", action="store_true", help="keep the reference model in CPU memory between uses")
+    # bookkeeping
+    p.add("--out", default=out, help="run folder: config.json, log.jsonl, checkpoints, final/")
+    p.add("--eval-every", type=options.COUNT, task=True, help="evaluate every this many steps (and at step 0)")
+    p.add("--eval-problems", type=options.COUNT, task=True, help="held-out problems per evaluation")
+    p.add("--save-every", type=options.COUNT, task=True, help="checkpoint every this many steps")
+    p.add("--keep", type=options.COUNT, default=2, help="checkpoints kept")
+    p.add("--resume", action="store_true", help="continue the run in --out from its newest good checkpoint")
+    p.add("--overwrite", action="store_true", help="replace the run in --out (its log and checkpoints are deleted)")
+    p.add("--seed", type=options.NATURAL, default=0)
+    p.add("--device", help="cpu, cuda, ... (default: cuda if available)")
+    return p
+
+
+@functools.lru_cache(maxsize=2)
+def epoch_order(seed, epoch, n):
+    """The order of the training set in `epoch`: a seeded shuffle, so a resumed run sees the same prompts."""
+    return random.Random(seed * 100_003 + epoch).sample(range(n), n)
+
+
+class Run:
+    """Everything a training run holds, built once from the options."""
+
+    def __init__(self, args, parser):
+        if args.resume and args.overwrite:
+            parser.error("--resume and --overwrite exclude each other")
+        self.dist = dist = distributed.setup(pick_device(args.device))
+        self.folder = RunFolder(args.out)
+        if dist.is_main:
+            self.folder.claim(args.resume, args.overwrite)
+        if args.resume:
+            args = self.folder.resumed_config(args, parser.given())
+        self.args = args = options.fill_task_defaults(args)
+        if args.prompts_per_step % dist.world:
+            raise SystemExit(f"error: --prompts-per-step {args.prompts_per_step} must be divisible by the {dist.world} ranks")
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        keys = dict(question_key=args.question_key, answer_key=args.answer_key)
+        train_rows = load_or_exit(args.dataset, "train", seed=args.seed, **keys)
+        eval_rows = load_or_exit(args.eval_dataset or args.dataset, "test", args.eval_problems, args.seed, **keys)
+        args.model = resolve_model_path(args.model, args.dataset)
+        self.tokenizer = load_tokenizer(args.model)
+        base = load_model(args.model, dist.device)
+        self.template = args.template or default_template(args.dataset)
+        room = getattr(base.config, "max_position_embeddings", None)
+        room = None if room is None else room - args.max_new_tokens
+        self.train_rows = drop_long_prompts(train_rows, self.tokenizer, self.template, room, "training set")
+        self.eval_rows = drop_long_prompts(eval_rows, self.tokenizer, self.template, room, "evaluation set")
+        self.ref = frozen_copy(base, torch.bfloat16 if dist.device.type == "cuda" else None)
+        if args.ref_on_cpu:
+            self.ref.to("cpu")
+        self.grader = TaskGrader(args.dataset, args.grader)
+        self.eval_grader = TaskGrader(args.eval_dataset or args.dataset, args.grader)
+        # Sampled at temperature 1 without top-k/top-p, the rollout's log-probs are pi_theta's own.
+        self.sampled_from_policy = args.temperature == 1 and not args.top_k and args.top_p == 1
+        self.start_step = 0
+        if args.resume:
+            path = checkpoint.latest(args.out)
+            state = checkpoint.load_trainer_state(path)
+            base = load_model(path, dist.device)
+            self.start_step = state["step"]
+        self.policy = base.train()
+        if args.gradient_checkpointing:
+            self.policy.gradient_checkpointing_enable()
+        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8,
+                                     weight_decay=args.weight_decay)
+        warm = max(1, args.warmup)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, 0.1 + 0.9 * s / warm))
+        if args.resume:
+            self.opt.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["scheduler"])
+            checkpoint.set_rng_state(state["rng"])
+            if dist.is_main:
+                print(f"resumed from {path} at step {self.start_step}")
+        self.bad_steps = 0
+        self.saved_step = self.start_step  # never write the same checkpoint twice
+        self.stop_signal = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        if dist.is_main:
+            self.folder.save_config(args)  # the values in effect, --resume's included
+            if args.resume:
+                self.folder.keep_log_until(self.start_step)
+
+    def _on_signal(self, signum, frame):
+        """The first Ctrl-C / SIGTERM: finish the step, save, exit. The second: exit now (the last checkpoint stays)."""
+        if self.stop_signal is not None:
+            raise SystemExit(f"stopped by a second signal {signum}: --resume continues from the last checkpoint")
+        self.stop_signal = signum
+        if self.dist.is_main:
+            print(f"\nsignal {signum}: saving after this step (again to stop at once)", flush=True)
+
+    # -------------------------------------------------------------------------
+    def steps(self):
+        """The steps still to run, with a progress bar."""
+        self.bar = tqdm(range(self.start_step, self.args.steps), initial=self.start_step, total=self.args.steps,
+                        disable=not self.dist.is_main, dynamic_ncols=True)
+        return self.bar
+
+    def prompts(self, step):
+        """This rank's prompts for `step`: walk a seeded shuffle of the training set, one epoch at a time."""
+        n, rows = self.args.prompts_per_step, self.train_rows
+        picked = []
+        for i in range(step * n, (step + 1) * n):
+            epoch, j = divmod(i, len(rows))
+            picked.append(rows[epoch_order(self.args.seed, epoch, len(rows))[j]])
+        return picked[self.dist.rank :: self.dist.world]
+
+    def sample(self, rows, step):
+        """G graded samples per prompt, consecutive in the batch: (Rollout, r in {0, 1}, no-answer flags)."""
+        a = self.args
+        # Seeded by (seed, step, rank): a resumed run draws the same samples as an uninterrupted one.
+        gen = torch.Generator(self.dist.device).manual_seed(a.seed * 1_000_003 + step * 1009 + self.dist.rank)
+        roll, r, answers, _ = sample_and_grade(self.policy, self.tokenizer, rows, self.grader, a.group_size, self.template,
+                                               a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.fixed_length,
+                                               a.rollout_batch, gen, a.plain_rollout)
+        return roll, r, torch.tensor([x is None for x in answers], device=r.device)
+
+    @torch.no_grad()
+    def score(self, model, roll, entropy=False):
+        """Per-token log-probs [N, R] of the samples under `model` (and its entropies), micro-batched."""
+        on_cpu = model is self.ref and self.args.ref_on_cpu
+        if on_cpu:
+            model.to(self.dist.device)
+        logp = torch.zeros_like(roll.logprobs)
+        ent = torch.zeros_like(roll.logprobs) if entropy else None
+        for rows, sequences, attention_mask, response_mask in micro_batches(roll, self.args.micro_batch):
+            lp, e = response_logprobs(model, sequences, attention_mask, response_mask, entropy=entropy)
+            logp[rows, : lp.shape[1]] = lp
+            if entropy:
+                ent[rows, : e.shape[1]] = e
+        if on_cpu:
+            model.to("cpu")
+        return (logp, ent) if entropy else logp
+
+    def policy_logprobs(self, roll, fresh):
+        """log pi_theta and the entropy per token: the rollout's own where it sampled from pi_theta itself (equal to
+        teacher forcing to 1e-5 in fp32, tested), unless `fresh` asks for the trainer's own forward."""
+        if self.sampled_from_policy and not fresh:
+            return roll.logprobs, roll.entropy
+        return self.score(self.policy, roll, entropy=True)
+
+    def token_weights(self, roll):
+        """w_it of the chosen aggregation, its totals over the global batch (all micro-batches, all ranks)."""
+        mask, d = roll.response_mask, self.dist
+        return token_weights(mask, self.args.aggregation, d.sum(mask.sum()).item(), d.sum(mask.shape[0]).item(),
+                             self.args.max_new_tokens)
+
+    def sync_gradients(self):
+        """Sum the gradients over ranks and clip them. Returns the norm, or None when the step must be skipped
+        (a non-finite gradient: warned, and three in a row stop the run)."""
+        self.dist.all_reduce_grads(self.policy)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.args.grad_clip).item()
+        if math.isfinite(grad_norm):
+            self.bad_steps = 0
+            return grad_norm
+        self.bad_steps += 1
+        warnings.warn(f"non-finite gradient (norm {grad_norm}): step skipped ({self.bad_steps} in a row)")
+        if self.bad_steps >= MAX_BAD_STEPS:
+            raise SystemExit(f"{MAX_BAD_STEPS} non-finite steps in a row: stopping (checkpoints already written are intact)")
+        self.opt.zero_grad(set_to_none=True)
+        return None
+
+    def check_parameters(self):
+        """After an update: every parameter finite, or stop before anything is saved."""
+        if not all(torch.isfinite(p).all() for p in self.policy.parameters()):
+            raise SystemExit("error: the update left non-finite parameters: stopping without saving "
+                             "(the last checkpoint is intact; --resume continues from it)")
+
+    # -------------------------------------------------------------------------
+    def metrics(self, roll, r, R, ref_logp, logp, entropy, no_answer, loss, grad_norm, t0):
+        """Every diagnostic of a step, averaged over all ranks. What each one tells you is in the README."""
+        dist, G = self.dist, self.args.group_size
+        mask = roll.response_mask.float()
+        per_seq = {
+            "reward": R, "reward_sq": R**2, "accuracy": r.float(), "no_answer": no_answer.float(),
+            "logp_ref": ref_logp.sum(-1), "length": mask.sum(-1), "truncated": roll.truncated.float(),
+            "kl": (logp - ref_logp).sum(-1),  # k1 estimate of KL(pi_theta || pi_ref) per sequence
+        }
+        sums = {k: dist.sum(v.sum()).item() for k, v in per_seq.items()}
+        n = dist.sum(len(R)).item()
+        tokens = dist.sum(mask.sum()).item()
+        m = {k: v / n for k, v in sums.items() if k != "reward_sq"}
+        m["reward_std"] = math.sqrt(max(0.0, sums["reward_sq"] / n - m["reward"] ** 2))
+        m["logp_ref_per_token"] = dist.sum((ref_logp * mask).sum()).item() / tokens
+        m["entropy"] = dist.sum((entropy * mask).sum()).item() / tokens
+        m["zero_std_groups"] = dist.sum((R.view(-1, G).std(1) < 1e-8).float().sum()).item() / (n / G)
+        m["loss"] = dist.sum(loss).item()
+        m["grad_norm"] = grad_norm if grad_norm is not None else float("nan")
+        m["lr"] = self.sched.get_last_lr()[0]  # read before sched.step(): the lr this step's update used
+        m["step_time"] = time.time() - t0
+        m["tokens_per_s"] = tokens / m["step_time"]
+        return m
+
+    def log(self, step, metrics):
+        """One row of log.jsonl, `step` = the updates done so far (0: the base model)."""
+        if self.dist.is_main:
+            self.folder.log({"step": step, **metrics})
+            show = ("reward", "accuracy", "length", "logp_ref", "eval_accuracy")
+            if hasattr(self, "bar"):
+                self.bar.set_postfix({k: f"{metrics[k]:.3g}" for k in show if k in metrics})
+
+    def evaluate(self, step):
+        """Held-out accuracy and length of the model after `step` updates: 1 sample per problem at the training
+        temperature (as the paper), seeded by the step."""
+        a, d = self.args, self.dist
+        gen = torch.Generator(d.device).manual_seed(a.seed + 7919 * step + d.rank)
+        roll, r, _, _ = sample_and_grade(self.policy, self.tokenizer, self.eval_rows[d.rank :: d.world], self.eval_grader, 1,
+                                         self.template, a.max_new_tokens, a.temperature, a.top_k, a.top_p, False,
+                                         a.rollout_batch, gen, a.plain_rollout)
+        n = d.sum(len(r)).item()
+        return {"eval_accuracy": d.sum(r.sum()).item() / n, "eval_length": d.sum(roll.lengths.sum()).item() / n}
+
+    def save(self, step):
+        """A checkpoint of the model after `step` updates (rank 0 writes it); never right after a skipped step."""
+        if self.dist.is_main and step != self.saved_step and self.bad_steps == 0:
+            self.saved_step = step
+            state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "config": vars(self.args)}
+            checkpoint.save(self.args.out, step, self.policy, self.tokenizer, state, self.args.keep)
+
+    def stop_if_signalled(self, step):
+        if self.stop_signal is not None:
+            self.save(step)
+            raise SystemExit(f"stopped by signal {self.stop_signal} after step {step}; --resume continues")
+
+    def finish(self):
+        """The last checkpoint, and the final model in out/final (what evaluate.py loads), both verified on load."""
+        self.save(self.args.steps)
+        if self.dist.is_main:
+            self.check_parameters()
+            checkpoint.write_folder(f"{self.args.out}/final", self.policy, self.tokenizer)
+        self.dist.close()
