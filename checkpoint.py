@@ -26,8 +26,12 @@ MARKER = "COMPLETE"
 
 
 def rng_state():
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
 
 def set_rng_state(state):
@@ -70,8 +74,9 @@ def write_folder(final, model, tokenizer, trainer_state=None):
 
 def save(run_dir, step, model, tokenizer, trainer_state, keep=2):
     """Write run_dir/step_<step>, then keep only the newest `keep` good checkpoints."""
-    path = write_folder(os.path.join(run_dir, f"step_{step:06d}"), model, tokenizer,
-                        {**trainer_state, "step": step, "rng": rng_state()})
+    path = write_folder(
+        os.path.join(run_dir, f"step_{step:06d}"), model, tokenizer, {**trainer_state, "step": step, "rng": rng_state()}
+    )
     for old in completed(run_dir)[:-keep]:
         shutil.rmtree(old)
     return path

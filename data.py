@@ -1,6 +1,6 @@
 """The paper's datasets, by short name, and the one prompt every run uses.
 
-Datasets (arXiv 2604.16259, notes sections 3-4):
+Datasets (arXiv 2604.16259, sections 3-4 and the appendix):
     math_lighteval  DigitalLearningGmbH/MATH-lighteval   train (7.5k) / test (5k)  RL training set for the 3B models
     math500         HuggingFaceH4/MATH-500                test (500)                evaluation
     minerva         math-ai/minervamath                   test (272)                evaluation
@@ -24,6 +24,7 @@ the hub, laid out as DATA_DIR/<name>/<split>.<jsonl|json|parquet> with our split
 although the hub calls that split "train"); multi-config sets add a config folder
 (DATA_DIR/aime25/AIME2025-I/test.jsonl). Column mapping and answer extraction are the same either way.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,24 +39,20 @@ from options import is_toy
 # As in the authors' code the template goes through str.format, so "{{}}" becomes "{}". Their prompt file
 # stored "\\boxed{{}}", so their models literally saw a double backslash "\\boxed{}". We show the single
 # backslash "\boxed{}": the LaTeX command we want the model to write back.
-COT_TEMPLATE = ("Think step-by-step to solve the following problem. Output your answer inside of \\boxed{{}} tags.:\n"
-                "{problem}\n\nLet's think step-by-step")
+COT_TEMPLATE = (
+    "Think step-by-step to solve the following problem. Output your answer inside of \\boxed{{}} tags.:\n"
+    "{problem}\n\nLet's think step-by-step"
+)
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} (or \\fbox{...}) in text, matching nested braces; None if there is none."""
-    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
-    if start < 0:
-        return None
-    i = text.index("{", start) + 1
-    depth = 1
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i:j].strip()
-    return None  # unbalanced braces: no trustworthy answer
+    """Content of the last \\boxed{...} (or \\fbox{...}) in text, nested braces matched; None if there is none."""
+    from grader import boxed_contents  # the grader's own extractor (it imports sympy: only the MATH sets need it)
+
+    boxes = boxed_contents(text)
+    return boxes[-1] if boxes else None
 
 
 def gsm8k_gold(solution: str) -> str | None:
@@ -71,32 +68,46 @@ def as_is(text: str) -> str | None:
 
 
 class DatasetSpec(NamedTuple):
-    path: str                                # hub id, for datasets.load_dataset
-    configs: tuple[str | None, ...]          # one config, or several to concatenate (aime25: I + II)
-    splits: dict[str, str]                   # our split name -> the hub's split name
-    question: tuple[str, ...]                # question column; the first one a row has wins
-    answer: tuple[str, ...]                  # column holding the gold answer (or a solution to read it from)
-    extract: Callable[[str], str | None]     # that column's text -> short gold answer
-    extras: dict[str, str]                   # our key -> hub column ("level", "subject")
+    path: str  # hub id, for datasets.load_dataset
+    configs: tuple[str | None, ...]  # one config, or several to concatenate (aime25: I + II)
+    splits: dict[str, str]  # our split name -> the hub's split name
+    question: tuple[str, ...]  # question column; the first one a row has wins
+    answer: tuple[str, ...]  # column holding the gold answer (or a solution to read it from)
+    extract: Callable[[str], str | None]  # that column's text -> short gold answer
+    extras: dict[str, str]  # our key -> hub column ("level", "subject")
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "math_lighteval": DatasetSpec("DigitalLearningGmbH/MATH-lighteval", ("default",),
-                                  {"train": "train", "test": "test"}, ("problem",), ("solution",), last_boxed,
-                                  {"level": "level", "subject": "type"}),
-    "math500": DatasetSpec("HuggingFaceH4/MATH-500", (None,), {"test": "test"},
-                           ("problem",), ("answer",), as_is, {"level": "level", "subject": "subject"}),
-    "minerva": DatasetSpec("math-ai/minervamath", (None,), {"test": "test"},
-                           ("question", "problem"), ("answer",), as_is, {}),
-    "gsm8k": DatasetSpec("openai/gsm8k", ("main",), {"train": "train", "test": "test"},
-                         ("question",), ("answer",), gsm8k_gold, {}),
+    "math_lighteval": DatasetSpec(
+        "DigitalLearningGmbH/MATH-lighteval",
+        ("default",),
+        {"train": "train", "test": "test"},
+        ("problem",),
+        ("solution",),
+        last_boxed,
+        {"level": "level", "subject": "type"},
+    ),
+    "math500": DatasetSpec(
+        "HuggingFaceH4/MATH-500",
+        (None,),
+        {"test": "test"},
+        ("problem",),
+        ("answer",),
+        as_is,
+        {"level": "level", "subject": "subject"},
+    ),
+    "minerva": DatasetSpec("math-ai/minervamath", (None,), {"test": "test"}, ("question", "problem"), ("answer",), as_is, {}),
+    "gsm8k": DatasetSpec(
+        "openai/gsm8k", ("main",), {"train": "train", "test": "test"}, ("question",), ("answer",), gsm8k_gold, {}
+    ),
     # The hub stores AIME 2024 as its only split, "train"; it is an evaluation set, so we call it "test".
-    "aime24": DatasetSpec("HuggingFaceH4/aime_2024", (None,), {"test": "train"},
-                          ("problem",), ("answer",), as_is, {}),
-    "aime25": DatasetSpec("opencompass/AIME2025", ("AIME2025-I", "AIME2025-II"), {"test": "test"},
-                          ("question",), ("answer",), as_is, {}),
-    "deepscaler": DatasetSpec("agentica-org/DeepScaleR-Preview-Dataset", (None,), {"train": "train"},
-                              ("problem",), ("answer",), as_is, {}),
+    "aime24": DatasetSpec("HuggingFaceH4/aime_2024", (None,), {"test": "train"}, ("problem",), ("answer",), as_is, {}),
+    "aime25": DatasetSpec(
+        "opencompass/AIME2025", ("AIME2025-I", "AIME2025-II"), {"test": "test"}, ("question",), ("answer",), as_is, {}
+    ),
+    "deepscaler": DatasetSpec(
+        "agentica-org/DeepScaleR-Preview-Dataset", (None,), {"train": "train"}, ("problem",), ("answer",), as_is, {}
+    ),
 }
 
 
@@ -116,8 +127,14 @@ def _column(record: dict, names: tuple[str, ...], index: int, source: str):
     raise ValueError(f"{source}: row {index} has no {wanted} column, or it is empty (columns: {', '.join(record)})")
 
 
-def _to_rows(records, source: str, question: tuple[str, ...], answer: tuple[str, ...],
-             extract: Callable[[str], str | None], extras: dict[str, str]) -> list[dict]:
+def _to_rows(
+    records,
+    source: str,
+    question: tuple[str, ...],
+    answer: tuple[str, ...],
+    extract: Callable[[str], str | None],
+    extras: dict[str, str],
+) -> list[dict]:
     """Map raw records to {"question", "answer", ...}: the one code path for hub data and local files."""
     rows, dropped = [], 0
     for i, record in enumerate(records):
@@ -143,6 +160,7 @@ def _read_file(path: Path):
         raise FileNotFoundError(f"no such data file: {path}")
     if path.suffix == ".parquet":
         from datasets import load_dataset
+
         return load_dataset("parquet", data_files=str(path), split="train")
     text = path.read_text(encoding="utf-8")
     exact = dict(parse_float=str, parse_int=str)
@@ -155,7 +173,7 @@ def _read_file(path: Path):
             records = [json.loads(line, **exact) for line in text.splitlines() if line.strip()]
     except ValueError as err:
         raise ValueError(f"{path} is not valid JSON ({err})") from None
-    if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
+    if not isinstance(records, list) or not records or not all(isinstance(record, dict) for record in records):
         raise ValueError(f"{path} holds no rows: expected JSON objects, one per line (.jsonl) or in a list (.json)")
     return records
 
@@ -173,12 +191,15 @@ def _local_copy(name: str, config: str | None, split: str, several_configs: bool
 
 def _load_hub(path: str, config: str | None, split: str, name: str):
     from datasets import load_dataset
+
     try:
         return load_dataset(path, config, split=split)
     except Exception as err:  # no network, no cached copy, a moved dataset: say what to do instead
-        raise ValueError(f"could not load {path} from the hub ({type(err).__name__}). Offline, use a local file "
-                         f"(--dataset path/to/{name}.jsonl), or DATA_DIR=<folder> with {name}/<split>.jsonl, or "
-                         f"HF_DATASETS_OFFLINE=1 with a copy already in the datasets cache") from None
+        raise ValueError(
+            f"could not load {path} from the hub ({type(err).__name__}). Offline, use a local file "
+            f"(--dataset path/to/{name}.jsonl), or DATA_DIR=<folder> with {name}/<split>.jsonl, or "
+            f"HF_DATASETS_OFFLINE=1 with a copy already in the datasets cache"
+        ) from None
 
 
 def _load_registered(name: str, split: str) -> list[dict]:
@@ -191,7 +212,10 @@ def _load_registered(name: str, split: str) -> list[dict]:
             path = _local_copy(name, config, split, len(spec.configs) > 1)
             records, source = _read_file(path), str(path)
         else:
-            records, source = _load_hub(spec.path, config, spec.splits[split], name), f"{spec.path}[{config or 'default'}/{spec.splits[split]}]"
+            records, source = (
+                _load_hub(spec.path, config, spec.splits[split], name),
+                f"{spec.path}[{config or 'default'}/{spec.splits[split]}]",
+            )
         rows += _to_rows(records, source, spec.question, spec.answer, spec.extract, spec.extras)
     return rows
 
@@ -210,12 +234,18 @@ def drop_long_prompts(rows: list[dict], tokenizer, template: str, max_prompt_tok
     if max_prompt_tokens is None:
         return rows
     if max_prompt_tokens < 1:
-        raise SystemExit(f"error: --max-new-tokens leaves no room for a prompt in the model's positions")
-    kept = [r for r in rows if len(tokenizer.encode(build_prompt(tokenizer, r["question"], template),
-                                                   add_special_tokens=False)) <= max_prompt_tokens]
+        raise SystemExit("error: --max-new-tokens leaves no room for a prompt in the model's positions")
+    kept = [
+        row
+        for row in rows
+        if len(tokenizer.encode(build_prompt(tokenizer, row["question"], template), add_special_tokens=False))
+        <= max_prompt_tokens
+    ]
     if len(kept) < len(rows):
-        warnings.warn(f"{what}: dropped {len(rows) - len(kept)} of {len(rows)} prompts longer than "
-                      f"{max_prompt_tokens} tokens (the model's positions minus --max-new-tokens)")
+        warnings.warn(
+            f"{what}: dropped {len(rows) - len(kept)} of {len(rows)} prompts longer than "
+            f"{max_prompt_tokens} tokens (the model's positions minus --max-new-tokens)"
+        )
     if not kept:
         raise SystemExit(f"error: {what}: every prompt is longer than {max_prompt_tokens} tokens; lower --max-new-tokens")
     return kept
@@ -231,8 +261,14 @@ def _subset(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
     return [rows[i] for i in keep]
 
 
-def load_problems(name: str, split: str = "test", limit: int | None = None, seed: int = 0,
-                  question_key: str | None = None, answer_key: str | None = None) -> list[dict]:
+def load_problems(
+    name: str,
+    split: str = "test",
+    limit: int | None = None,
+    seed: int = 0,
+    question_key: str | None = None,
+    answer_key: str | None = None,
+) -> list[dict]:
     """Rows {"question", "answer"[, "level", "subject"]} of a short-named dataset or a local file.
 
     For a local file `split` is ignored (a file is one split) and question_key/answer_key name its columns
@@ -241,8 +277,11 @@ def load_problems(name: str, split: str = "test", limit: int | None = None, seed
     """
     if is_toy(name):
         import toytask  # lazy: the math sets do not need it
-        return toytask.load_problems(name, split, limit, seed)
-    if name in DATASETS:
+
+        if split == "train":
+            return toytask.load_problems(name, "train", limit, seed)  # `limit` fresh problems, drawn with `seed`
+        rows = toytask.load_problems(name, split)
+    elif name in DATASETS:
         rows = _load_registered(name, split)
     elif name.endswith(LOCAL_SUFFIXES):
         rows = _load_local(Path(name), question_key, answer_key)
@@ -264,6 +303,7 @@ def default_template(name: str) -> str:
     """The prompt template for a dataset: the toy task has its own; every math set shares COT_TEMPLATE."""
     if is_toy(name):
         import toytask
+
         return toytask.PROMPT_TEMPLATE
     return COT_TEMPLATE
 

@@ -19,8 +19,6 @@ hypothesis that RL moves mass toward answers the base model already had, raising
 log.jsonl), plots their training curves next to each other (needs matplotlib).
 """
 
-import options  # first: a Ctrl-C during the imports below exits quietly
-
 import json
 import math
 import os
@@ -33,6 +31,7 @@ import torch.nn.functional as F
 import checkpoint
 import distributed
 import fast_rollout
+import options  # first: a Ctrl-C during the imports below exits quietly
 import rollout
 from data import build_prompt, default_template, drop_long_prompts, load_or_exit
 from model import autocast, eos_ids, load_model, load_tokenizer, pick_device, resolve_model_path
@@ -77,24 +76,48 @@ def cat_rollouts(parts, pad_token_id):
     """Join rollouts of different prompt and response widths: pad prompts on the left, responses on the right."""
     if len(parts) == 1:
         return parts[0]
-    P = max(p.sequences.shape[1] - p.response_mask.shape[1] for p in parts)
-    R = max(p.response_mask.shape[1] for p in parts)
+    prompt_width = max(p.sequences.shape[1] - p.response_mask.shape[1] for p in parts)
+    response_width = max(p.response_mask.shape[1] for p in parts)
 
     def pad(x, p, value):
         r = p.response_mask.shape[1]
         prompt, response = x[:, : x.shape[1] - r], x[:, x.shape[1] - r :]
-        return torch.cat([F.pad(prompt, (P - prompt.shape[1], 0), value=value), F.pad(response, (0, R - r), value=value)], 1)
+        return torch.cat(
+            [
+                F.pad(prompt, (prompt_width - prompt.shape[1], 0), value=value),
+                F.pad(response, (0, response_width - r), value=value),
+            ],
+            1,
+        )
 
-    right = lambda name: torch.cat([F.pad(getattr(p, name), (0, R - p.response_mask.shape[1])) for p in parts])  # noqa: E731
-    return Rollout(sequences=torch.cat([pad(p.sequences, p, pad_token_id) for p in parts]),
-                   attention_mask=torch.cat([pad(p.attention_mask, p, 0) for p in parts]),
-                   response_mask=right("response_mask"), logprobs=right("logprobs"), entropy=right("entropy"),
-                   truncated=torch.cat([p.truncated for p in parts]))
+    right = lambda name: torch.cat([F.pad(getattr(p, name), (0, response_width - p.response_mask.shape[1])) for p in parts])  # noqa: E731
+    return Rollout(
+        sequences=torch.cat([pad(p.sequences, p, pad_token_id) for p in parts]),
+        attention_mask=torch.cat([pad(p.attention_mask, p, 0) for p in parts]),
+        response_mask=right("response_mask"),
+        logprobs=right("logprobs"),
+        entropy=right("entropy"),
+        truncated=torch.cat([p.truncated for p in parts]),
+    )
 
 
 @torch.no_grad()
-def sample_and_grade(model, tokenizer, rows, grader, n, template, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
-                     ignore_eos=False, batch_size=256, generator=None, plain=False):
+def sample_and_grade(
+    model,
+    tokenizer,
+    rows,
+    grader,
+    n,
+    template,
+    max_new_tokens,
+    temperature=1.0,
+    top_k=0,
+    top_p=1.0,
+    ignore_eos=False,
+    batch_size=256,
+    generator=None,
+    plain=False,
+):
     """
     n responses to each row's question (consecutive in the batch), graded against the row's answer: the one
     sampling path of training and evaluation. Returns (Rollout, r [N] in {0, 1}, the answers the responses
@@ -108,8 +131,20 @@ def sample_and_grade(model, tokenizer, rows, grader, n, template, max_new_tokens
     parts = []
     for i in range(0, len(prompts), batch_size):
         with autocast(model.device):
-            parts.append(sampler(model, prompts[i : i + batch_size], max_new_tokens, eos, tokenizer.pad_token_id,
-                                 temperature, top_k, top_p, ignore_eos, generator))
+            parts.append(
+                sampler(
+                    model,
+                    prompts[i : i + batch_size],
+                    max_new_tokens,
+                    eos,
+                    tokenizer.pad_token_id,
+                    temperature,
+                    top_k,
+                    top_p,
+                    ignore_eos,
+                    generator,
+                )
+            )
     roll = cat_rollouts(parts, tokenizer.pad_token_id)
     texts = decode_responses(tokenizer, roll)
     checks = [grader.check(text, row["answer"]) for text, row in zip(texts, (row for row in rows for _ in range(n)))]
@@ -125,9 +160,17 @@ def decode_responses(tokenizer, roll):
 def records_of(rows, n, roll, r, answers, texts):
     """One record per problem: its row, plus its n responses, scores, answers, lengths, truncation flags."""
     lengths, truncated, scores = roll.lengths.tolist(), roll.truncated.tolist(), r.tolist()
-    return [dict(row, responses=texts[i * n : (i + 1) * n], scores=scores[i * n : (i + 1) * n],
-                 answers=answers[i * n : (i + 1) * n], lengths=lengths[i * n : (i + 1) * n],
-                 truncated=truncated[i * n : (i + 1) * n]) for i, row in enumerate(rows)]
+    return [
+        dict(
+            row,
+            responses=texts[i * n : (i + 1) * n],
+            scores=scores[i * n : (i + 1) * n],
+            answers=answers[i * n : (i + 1) * n],
+            lengths=lengths[i * n : (i + 1) * n],
+            truncated=truncated[i * n : (i + 1) * n],
+        )
+        for i, row in enumerate(rows)
+    ]
 
 
 def summarize(records, greedy=None, trials=1000, seed=0):
@@ -135,21 +178,21 @@ def summarize(records, greedy=None, trials=1000, seed=0):
     n = len(records[0]["scores"])
     ks = [2**i for i in range(int(math.log2(n)) + 1)]
     rng = np.random.default_rng(seed)
-    out = {"problems": len(records), "n": n, "pass@1": float(np.mean([np.mean(r["scores"]) for r in records]))}
+    out = {"problems": len(records), "n": n, "pass@1": float(np.mean([np.mean(rec["scores"]) for rec in records]))}
     for k in ks[1:]:
-        out[f"pass@{k}"] = float(np.mean([pass_at_k(n, int(sum(r["scores"])), k) for r in records]))
+        out[f"pass@{k}"] = float(np.mean([pass_at_k(n, int(sum(rec["scores"])), k) for rec in records]))
     for k in ks:
-        out[f"maj@{k}"] = float(np.mean([maj_at_k(r["answers"], r["scores"], k, rng, trials) for r in records]))
+        out[f"maj@{k}"] = float(np.mean([maj_at_k(rec["answers"], rec["scores"], k, rng, trials) for rec in records]))
     if greedy is not None:
-        out["greedy"] = float(np.mean([r["scores"][0] for r in greedy]))
-    out["length"] = float(np.mean([np.mean(r["lengths"]) for r in records]))
-    out["truncated"] = float(np.mean([np.mean(r["truncated"]) for r in records]))
-    out["no_answer"] = float(np.mean([np.mean([a is None for a in r["answers"]]) for r in records]))
+        out["greedy"] = float(np.mean([rec["scores"][0] for rec in greedy]))
+    out["length"] = float(np.mean([np.mean(rec["lengths"]) for rec in records]))
+    out["truncated"] = float(np.mean([np.mean(rec["truncated"]) for rec in records]))
+    out["no_answer"] = float(np.mean([np.mean([a is None for a in rec["answers"]]) for rec in records]))
     for key in ("level", "subject"):  # MATH-style breakdowns, where the dataset has them
         groups = defaultdict(list)
-        for r in records:
-            if r.get(key) is not None:
-                groups[r[key]].append(np.mean(r["scores"]))
+        for rec in records:
+            if rec.get(key) is not None:
+                groups[rec[key]].append(np.mean(rec["scores"]))
         if groups:
             out[f"pass@1_by_{key}"] = {str(g): float(np.mean(v)) for g, v in sorted(groups.items())}
     return out
@@ -164,11 +207,21 @@ def evaluate_model(path, args, dist):
     rows = drop_long_prompts(rows, tokenizer, template, None if room is None else room - args.max_new_tokens, args.dataset)
     mine = rows[dist.rank :: dist.world]  # each rank evaluates its own slice of the problems
     grader = TaskGrader(args.dataset, args.grader)
-    common = dict(max_new_tokens=args.max_new_tokens, top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size,
-                  plain=args.plain_rollout)
+    common = dict(
+        max_new_tokens=args.max_new_tokens,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        batch_size=args.batch_size,
+        plain=args.plain_rollout,
+    )
     gen = torch.Generator(dist.device).manual_seed(args.seed + dist.rank)
-    records = records_of(mine, args.n, *sample_and_grade(model, tokenizer, mine, grader, args.n, template,
-                                                         temperature=args.temperature, generator=gen, **common))
+    records = records_of(
+        mine,
+        args.n,
+        *sample_and_grade(
+            model, tokenizer, mine, grader, args.n, template, temperature=args.temperature, generator=gen, **common
+        ),
+    )
     greedy = records_of(mine, 1, *sample_and_grade(model, tokenizer, mine, grader, 1, template, temperature=0.0, **common))
     records, greedy = dist.gather_lists(records), dist.gather_lists(greedy)
     return summarize(records, greedy, args.trials, args.seed) if dist.is_main else None
@@ -208,8 +261,14 @@ def main():
     p.add("--question-key", help="question column of a local data file")
     p.add("--answer-key", help="answer column of a local data file")
     p.add("--limit", type=options.COUNT, help="evaluate a seeded random subset of this many problems")
-    p.add("--n", "--samples", dest="n", type=options.POWER_OF_TWO, default=16,
-          help="samples per problem (under torchrun spell it --samples: torchrun claims --n)")
+    p.add(
+        "--n",
+        "--samples",
+        dest="n",
+        type=options.POWER_OF_TWO,
+        default=16,
+        help="samples per problem (under torchrun spell it --samples: torchrun claims --n)",
+    )
     options.sampling_options(p)
     p.add("--batch-size", type=options.COUNT, default=256, help="sequences per rollout call")
     p.add("--template", help="prompt template with {problem} (default: the dataset's)")

@@ -1,7 +1,7 @@
 """
-The rollout of rollout.py, made fast: same signature, same samples (seeded draws equal, log-probs and
-entropies to 1e-5 in fp32: tests/test_rollout.py), chosen by default where it applies. Nothing here changes
-what is sampled; read rollout.py first. What makes it faster (measured in bench/bench_rollout.py):
+The rollout of rollout.py, made fast: same signature, same samples (on a CPU the same seeded tokens, in fp32
+log-probs and entropies to 1e-5: tests/test_rollout.py; on a GPU, where torch.multinomial draws otherwise, the
+same distribution), used by default. Nothing here changes what is sampled; read rollout.py first. What makes it faster (measured in bench/bench_rollout.py):
 
 * one KV buffer per layer, allocated once for prompt + max_new_tokens and written in place, so no step
   concatenates tensors; attention reads only the positions written so far (_PrefixLayer);
@@ -18,8 +18,8 @@ what is sampled; read rollout.py first. What makes it faster (measured in bench/
   are the ones rollout.py draws.
 
 It leans on transformers' cache internals (StaticCache's layers, StaticLayer.lazy_initialization): a newer
-transformers may break it, never rollout.py. `rollout(..., plain=True)` in evaluate.sample_and_grade, or
---plain-rollout on the command line, takes the reference instead.
+transformers may break it; rollout.py uses only the model's forward and DynamicCache. `--plain-rollout` on the
+command line (`evaluate.sample_and_grade(..., plain=True)`) takes the reference instead.
 """
 
 import functools
@@ -33,6 +33,7 @@ from transformers.cache_utils import StaticLayer
 
 from model import position_ids_from_mask
 from rollout import finish, left_pad, sampling_logprobs
+
 
 def _distinct(prompt_ids):
     """The first row of each distinct prompt, and for every row the index of its prompt among those."""
@@ -127,16 +128,27 @@ def _compact(running, cache, *tensors):
 
 
 @torch.no_grad()
-def rollout(model, prompt_ids, max_new_tokens, eos_token_ids, pad_token_id, temperature=1.0, top_k=0, top_p=1.0,
-            ignore_eos=False, generator=None, sync_every=None):
+def rollout(
+    model,
+    prompt_ids,
+    max_new_tokens,
+    eos_ids,
+    pad_id,
+    temperature=1.0,
+    top_k=0,
+    top_p=1.0,
+    ignore_eos=False,
+    generator=None,
+    sync_every=None,
+):
     """rollout.rollout, faster. sync_every: look for finished rows every this many tokens (default: every
     token on a CPU, where looking is free; every 8 on a GPU, where each look makes the host wait)."""
     device = model.device
     sync_every = sync_every or (1 if device.type == "cpu" else 8)
     B = len(prompt_ids)
-    prompt, prompt_mask = left_pad(prompt_ids, pad_token_id, device)
+    prompt, prompt_mask = left_pad(prompt_ids, pad_id, device)
     P = prompt.shape[1]
-    eos = torch.tensor(eos_token_ids, device=device)
+    eos = torch.tensor(eos_ids, device=device)
     # Inference mode, lighter per operation than no_grad (no version counters: ~8% of a toy rollout); what
     # leaves the block below is built outside it, as ordinary tensors that training may use. Attention without
     # cuDNN's kernel, which builds a new plan for every new shape (~12 ms a call on an H100, measured), and a
@@ -152,7 +164,7 @@ def rollout(model, prompt_ids, max_new_tokens, eos_token_ids, pad_token_id, temp
             mask = mask.bool()[:, None, None]
         step = _decoding_step(model, own_mask)
         plan = llama_plan(model, P + max_new_tokens) if step is llama_step else None
-        tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+        tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
         logprobs = torch.zeros((B, max_new_tokens), device=device)
         entropy = torch.zeros((B, max_new_tokens), device=device)
 
@@ -160,7 +172,13 @@ def rollout(model, prompt_ids, max_new_tokens, eos_token_ids, pad_token_id, temp
         # The G samples of a group share their prompt: prefill each distinct prompt once, then copy its keys and
         # values to every row that has it (with the cache's own reorder, the one beam search uses).
         firsts, inverse = _distinct(prompt_ids)
-        out = model(input_ids=prompt[firsts], attention_mask=prompt_mask[firsts], position_ids=position[firsts], cache=cache, logits_to_keep=1)
+        out = model(
+            input_ids=prompt[firsts],
+            attention_mask=prompt_mask[firsts],
+            position_ids=position[firsts],
+            cache=cache,
+            logits_to_keep=1,
+        )
         logits = out.logits[:, -1]
         if len(firsts) < B:
             inverse = torch.tensor(inverse, device=device)
@@ -173,7 +191,7 @@ def rollout(model, prompt_ids, max_new_tokens, eos_token_ids, pad_token_id, temp
             logp = sampling_logprobs(logits, max(temperature, 1e-5), top_k, top_p)
             probs = logp.exp()
             token = logp.argmax(-1) if temperature == 0 else draw(probs, rows, B, generator)
-            token = token.masked_fill(finished, pad_token_id)
+            token = token.masked_fill(finished, pad_id)
             tokens[rows, t] = token
             logprobs[rows, t] = logp.gather(-1, token[:, None]).squeeze(-1)
             entropy[rows, t] = torch.special.entr(probs).sum(-1)
@@ -271,7 +289,11 @@ def llama_plan(model, length):
     fused = all(p.dtype == torch.float32 for p in model.parameters()) and not torch.is_autocast_enabled(model.device.type)
 
     def norm(m):
-        return functools.partial(F.rms_norm, normalized_shape=tuple(m.weight.shape), weight=m.weight, eps=m.variance_epsilon) if fused else m
+        return (
+            functools.partial(F.rms_norm, normalized_shape=tuple(m.weight.shape), weight=m.weight, eps=m.variance_epsilon)
+            if fused
+            else m
+        )
 
     def linear(m):
         return m.weight, m.bias
@@ -280,11 +302,23 @@ def llama_plan(model, length):
     for layer in body.layers:
         attn, mlp = layer.self_attn, layer.mlp
         qk_norm = [norm(attn.q_norm), norm(attn.k_norm)] if hasattr(attn, "q_norm") else [None, None]
-        layers.append(LlamaLayer(
-            norm(layer.input_layernorm), linear(attn.q_proj), linear(attn.k_proj), linear(attn.v_proj), *qk_norm,
-            linear(attn.o_proj), norm(layer.post_attention_layernorm), linear(mlp.gate_proj), linear(mlp.up_proj),
-            linear(mlp.down_proj), F.silu if model.config.hidden_act == "silu" else mlp.act_fn, attn.head_dim, attn.scaling,
-        ))
+        layers.append(
+            LlamaLayer(
+                norm(layer.input_layernorm),
+                linear(attn.q_proj),
+                linear(attn.k_proj),
+                linear(attn.v_proj),
+                *qk_norm,
+                linear(attn.o_proj),
+                norm(layer.post_attention_layernorm),
+                linear(mlp.gate_proj),
+                linear(mlp.up_proj),
+                linear(mlp.down_proj),
+                F.silu if model.config.hidden_act == "silu" else mlp.act_fn,
+                attn.head_dim,
+                attn.scaling,
+            )
+        )
     positions = torch.arange(length, device=model.device)[None]
     cos, sin = body.rotary_emb(body.embed_tokens.weight, positions)  # the weight only gives dtype and device
     half = cos.shape[-1] // 2

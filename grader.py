@@ -28,6 +28,7 @@ The whole check, extraction included, runs in a worker process under a hard time
 so the bound and the verdict are the same on every thread. The reference grader of the paper is HF
 `math-verify`; `grade(..., backend="math_verify")` calls it (in the same worker) when it is installed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,9 +47,9 @@ MAX_RESPONSE_CHARS = 100_000  # only a response's last 100k characters are read 
 
 _MAX_ANSWER_CHARS = 1000  # longer "answers" are compared as raw strings only
 _MAX_SYMBOLIC_CHARS = 400  # longer answers never reach sympy
-_MAX_DEPTH = 50            # parser nesting limit (also keeps us far from RecursionError)
-_MAX_EXPONENT = 10_000     # |n| in x^n
-_MAX_DIGITS = 10_000       # digits of any number we let sympy build
+_MAX_DEPTH = 50  # parser nesting limit (also keeps us far from RecursionError)
+_MAX_EXPONENT = 10_000  # |n| in x^n
+_MAX_DIGITS = 10_000  # digits of any number we let sympy build
 
 
 class _Unparsable(Exception):
@@ -74,14 +75,14 @@ def _closing_brace(text: str, start: int) -> int | None:
     return None
 
 
-def _boxed_contents(text: str) -> list[str]:
+def boxed_contents(text: str) -> list[str]:
     """The non-empty contents of every top-level \\boxed{...} / \\fbox{...}, in order."""
     found, pos = [], 0
     while (m := _BOX_RE.search(text, pos)) is not None:
         end = _closing_brace(text, m.end() - 1)
         if end is None:  # truncated box: nothing after it can close either
             break
-        content = _unbox(text[m.end():end].strip())
+        content = _unbox(text[m.end() : end].strip())
         if content:  # an empty \boxed{} (e.g. the prompt's instruction echoed) is no answer
             found.append(content)
         pos = end + 1
@@ -95,7 +96,7 @@ def _unbox(s: str) -> str:
         m = _BOX_RE.match(s)
         if m is None or _closing_brace(s, m.end() - 1) != len(s) - 1:
             break
-        s = s[m.end():-1].strip()
+        s = s[m.end() : -1].strip()
     return s
 
 
@@ -105,30 +106,36 @@ def extract_answer(text: str) -> str | None:
     stricter and also requires any earlier boxed answers to match the gold."""
     if not isinstance(text, str):
         return None
-    boxes = _boxed_contents(text)
+    boxes = boxed_contents(text)
     if boxes:
         return boxes[-1]
     hashes = text.rfind("####")
     if hashes >= 0:
-        return text[hashes + 4:].strip().split("\n")[0].strip() or None
+        return text[hashes + 4 :].strip().split("\n")[0].strip() or None
     said = text.lower().rfind("answer is")
     if said >= 0:
-        line = text[said + len("answer is"):].split("\n")[0]
+        line = text[said + len("answer is") :].split("\n")[0]
         line = re.split(r"\.\s", line)[0]  # end of the sentence, not a decimal point
         return line.strip(" :$").rstrip(".").strip(" $") or None
     return None
 
 
 # --------------------------------------------------------------------------- normalization
-_UNITS = set("""cm centimeter centimeters m meter meters metre metres km kilometer kilometers
+_UNITS = set(
+    """cm centimeter centimeters m meter meters metre metres km kilometer kilometers
 mm inch inches ft foot feet yard yards mile miles mph sq square cubic unit units degree degrees
 dollar dollars cent cents hour hours hr hrs minute minutes min mins second seconds sec day days
 week weeks month months year years gram grams g kg pound pounds lb lbs ounce ounces oz liter
-liters litre litres ml gallon gallons percent""".split())
-_TEXT_RE = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit)\s*"
-                      r"\{([^{}]*)\}(\^\{?[23]\}?)?")
-_SPACING_RE = re.compile(r"\\(?:left|right)[.]|\\(?:left|right|big|Big|bigg|Bigg|displaystyle"
-                         r"|quad|qquad)(?![a-zA-Z])|(?<!\\)\\[!,;: ]|~")  # not the \\ row break
+liters litre litres ml gallon gallons percent""".split()
+)
+_TEXT_RE = re.compile(
+    r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit)\s*"
+    r"\{([^{}]*)\}(\^\{?[23]\}?)?"
+)
+_SPACING_RE = re.compile(
+    r"\\(?:left|right)[.]|\\(?:left|right|big|Big|bigg|Bigg|displaystyle"
+    r"|quad|qquad)(?![a-zA-Z])|(?<!\\)\\[!,;: ]|~"
+)  # not the \\ row break
 _DEGREES_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|°")
 _TRAILING_UNIT_RE = re.compile(r"^(.*?)\s*(?<![a-zA-Z\\])([a-zA-Z]+)\.?(\^\{?[23]\}?)?$")
 _ASSIGN_RE = re.compile(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?(?:=(?!=)|\\in(?![a-zA-Z]))(.+)$")
@@ -142,7 +149,7 @@ _MIXED_RE = re.compile(r"(-?)(\d+)\\frac\{(\d+)\}\{(\d+)\}")  # 2\frac{1}{2} mea
 def _text_or_unit(m: re.Match) -> str:
     """\\text{ cm} after a quantity is a unit (dropped); any other \\text{...} is unwrapped."""
     word = m.group(1).strip()
-    if m.string[:m.start()].strip() and all(w in _UNITS for w in word.lower().split()):
+    if m.string[: m.start()].strip() and all(w in _UNITS for w in word.lower().split()):
         return ""
     return word + (m.group(2) or "")
 
@@ -301,10 +308,8 @@ def _scalar_match(p: str, g: str) -> bool:
 
 # --------------------------------------------------------------------------- LaTeX -> sympy
 _TOKEN_RE = re.compile(r"\d+(?:\.\d*)?|\.\d+|\\[a-zA-Z]+|\\.|[a-zA-Z]|\S")
-_FUNCS = {f"\\{name}": getattr(sympy, name) for name in
-          "sin cos tan sec csc cot sinh cosh tanh exp log".split()}
-_FUNCS.update({"\\ln": sympy.log, "\\arcsin": sympy.asin, "\\arccos": sympy.acos,
-               "\\arctan": sympy.atan})
+_FUNCS = {f"\\{name}": getattr(sympy, name) for name in "sin cos tan sec csc cot sinh cosh tanh exp log".split()}
+_FUNCS.update({"\\ln": sympy.log, "\\arcsin": sympy.asin, "\\arccos": sympy.acos, "\\arctan": sympy.atan})
 _CONSTANTS = {"\\pi": sympy.pi, "\\infty": sympy.oo, "e": sympy.E, "i": sympy.I}
 _GREEK = set("alpha beta gamma delta epsilon theta lambda mu phi psi omega rho sigma tau".split())
 
@@ -354,8 +359,9 @@ class _Parser:
             elif tok in ("/", "\\div"):
                 self.take()
                 e = e / self.power()
-            elif tok[0].isalnum() or tok in ("(", "{") or tok in _FUNCS or tok in (
-                    "\\frac", "\\sqrt", "\\pi") or tok[1:] in _GREEK:
+            elif (
+                tok[0].isalnum() or tok in ("(", "{") or tok in _FUNCS or tok in ("\\frac", "\\sqrt", "\\pi") or tok[1:] in _GREEK
+            ):
                 e = e * self.power()  # implicit product: 2x, 2\sqrt{3}, x(x+1)
             else:
                 return e
@@ -438,10 +444,10 @@ def _guarded_pow(base: sympy.Expr, exp: sympy.Expr) -> sympy.Expr:
 # numbers mean something: both values finite and below 10^_MAX_MAGNITUDE, compared to _AGREE_DIGITS
 # significant digits at a working precision that sympy raises until the difference is resolved (so huge
 # values and cancellations are computed, never rounded to a float that overflows or loses them).
-_MAX_MAGNITUDE = 20_000        # decimal digits of |value|; bigger values equal only themselves (same expression)
-_AGREE_DIGITS = 60             # significant digits two values must share to be called equal
-_MAX_WORKING_DIGITS = 40_000   # the most digits sympy may work with while resolving a difference
-_POINTS_PER_CHECK = 3          # random rational points at which an expression in variables is compared
+_MAX_MAGNITUDE = 20_000  # decimal digits of |value|; bigger values equal only themselves (same expression)
+_AGREE_DIGITS = 60  # significant digits two values must share to be called equal
+_MAX_WORKING_DIGITS = 40_000  # the most digits sympy may work with while resolving a difference
+_POINTS_PER_CHECK = 3  # random rational points at which an expression in variables is compared
 _LOG10_2 = 0.30102999566398120
 
 
@@ -542,7 +548,7 @@ def _match(pred: str, gold: str) -> bool:
 
 def _boxed_answers(response: str) -> list[str]:
     """The distinct answers a response commits to: its boxed answers, else the one extract_answer finds."""
-    answers = list(dict.fromkeys(_boxed_contents(response)))  # distinct, in order
+    answers = list(dict.fromkeys(boxed_contents(response)))  # distinct, in order
     return answers or [a for a in [extract_answer(response)] if a is not None]
 
 
@@ -603,8 +609,7 @@ def grade_and_answer(response: str, gold: str, backend: str = "builtin", timeout
         raise ImportError("grade(backend='math_verify') needs the optional package: pip install math-verify")
     if not isinstance(response, str) or not isinstance(gold, str):
         return 0.0, None
-    score, key = _in_worker("_grade_here", response[-MAX_RESPONSE_CHARS:], gold, backend,
-                            timeout=timeout, default=[0.0, None])
+    score, key = _in_worker("_grade_here", response[-MAX_RESPONSE_CHARS:], gold, backend, timeout=timeout, default=[0.0, None])
     return score, key
 
 

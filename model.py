@@ -40,7 +40,9 @@ def resolve_model_path(name, dataset=None):
         return name
     if dataset and is_toy(dataset):
         return os.path.join(TOY_MODELS, dataset)
-    raise SystemExit(f"--model is required for dataset {dataset!r} (a hub id such as Qwen/Qwen2.5-0.5B-Instruct or a local folder)")
+    raise SystemExit(
+        f"--model is required for dataset {dataset!r} (a hub id such as Qwen/Qwen2.5-0.5B-Instruct or a local folder)"
+    )
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model")
@@ -49,12 +51,16 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tok
 def load_tokenizer(path):
     # transformers builds an empty one-token tokenizer from a folder without tokenizer files: refuse that here
     if os.path.isdir(path) and not any(os.path.exists(os.path.join(path, f)) for f in TOKENIZER_FILES):
-        raise SystemExit(f"error: {path} has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...): copy them "
-                         f"from the base model's folder")
+        raise SystemExit(
+            f"error: {path} has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...): copy them "
+            f"from the base model's folder"
+        )
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as err:
-        raise SystemExit(f"could not load tokenizer {path!r}: expected a hub id or a local folder with tokenizer files ({type(err).__name__})")
+        raise SystemExit(
+            f"could not load tokenizer {path!r}: expected a hub id or a local folder with tokenizer files ({type(err).__name__})"
+        )
     # Rollouts left-pad prompts, so a pad id is needed; EOS is the conventional stand-in.
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -66,7 +72,9 @@ def load_model(path, device, dtype=torch.float32):
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except (OSError, ValueError) as err:
-        raise SystemExit(f"could not load model {path!r}: expected a hub id or a local folder with config.json and weights ({type(err).__name__})")
+        raise SystemExit(
+            f"could not load model {path!r}: expected a hub id or a local folder with config.json and weights ({type(err).__name__})"
+        )
     return model.to(device)
 
 
@@ -127,14 +135,15 @@ def response_logprobs(model, sequences, attention_mask, response_mask, chunk_ele
     valid response tokens in chunks of about `chunk_elements` logits, each under activation
     checkpointing, so neither the forward nor the backward pass ever holds [B, R, V] logits.
     """
-    R = response_mask.shape[1]
+    width = response_mask.shape[1]
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     with autocast(model.device):
-        hidden = decoder(input_ids=sequences, attention_mask=attention_mask,
-                         position_ids=position_ids_from_mask(attention_mask)).last_hidden_state
+        hidden = decoder(
+            input_ids=sequences, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask)
+        ).last_hidden_state
     # The hidden state at position p predicts token p+1: the response tokens are predicted by [P-1, P+R-1).
-    hidden = hidden[:, -R - 1 : -1][response_mask]
-    targets = sequences[:, -R:][response_mask]
+    hidden = hidden[:, -width - 1 : -1][response_mask]
+    targets = sequences[:, -width:][response_mask]
     softcap = getattr(model.config, "final_logit_softcapping", None)
     rows = max(1, chunk_elements // head.out_features)
     token_logp, token_entropy = [], []
@@ -161,4 +170,4 @@ def micro_batches(roll, size):
         mask = roll.attention_mask[rows]
         start = P - int(mask[:, :P].sum(-1).max())  # prompts are left-padded: the longest one starts here
         width = int(roll.response_mask[rows].sum(-1).max())
-        yield rows, roll.sequences[rows, start : P + width], mask[:, start : P + width], roll.response_mask[rows, :width]
+        yield (rows, roll.sequences[rows, start : P + width], mask[:, start : P + width], roll.response_mask[rows, :width])

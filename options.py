@@ -7,20 +7,41 @@ Imported first by every script: a Ctrl-C while the heavy imports (torch, transfo
 
 import argparse
 import math
+import os
 import signal
 import sys
 
-signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(130))  # until a script installs its own handler
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if os.path.dirname(os.path.abspath(getattr(sys.modules["__main__"], "__file__", ""))) == _HERE:  # one of our scripts
+    signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(130))  # until the script installs its own handler
 
 TOY_DATASETS = ("toy", "toy-aligned")
 
 # The settings that depend on the task. Real models: the paper's (arXiv 2604.16259, appendix). The toy: what
 # trains its 0.42M-parameter model on a CPU in about a minute. The one home of the token budgets.
 DEFAULTS = {
-    "toy": dict(steps=60, prompts_per_step=16, lr=3e-4, warmup=5, max_new_tokens=48, micro_batch=32, eval_every=10,
-                eval_problems=256, save_every=20),
-    "real": dict(steps=500, prompts_per_step=32, lr=1e-6, warmup=50, max_new_tokens=2048, micro_batch=4, eval_every=20,
-                 eval_problems=500, save_every=20),
+    "toy": dict(
+        steps=60,
+        prompts_per_step=16,
+        lr=3e-4,
+        warmup=5,
+        max_new_tokens=48,
+        micro_batch=32,
+        eval_every=10,
+        eval_problems=256,
+        save_every=20,
+    ),
+    "real": dict(
+        steps=500,
+        prompts_per_step=32,
+        lr=1e-6,
+        warmup=50,
+        max_new_tokens=2048,
+        micro_batch=4,
+        eval_every=20,
+        eval_problems=500,
+        save_every=20,
+    ),
 }
 
 
@@ -109,5 +130,8 @@ def sampling_options(p):
     p.add("--top-p", type=TOP_P, default=1.0)
     p.add("--top-k", type=NATURAL, default=0, help="0: off")
     p.add("--max-new-tokens", type=COUNT, task=True, help="response budget in tokens")
-    p.add("--plain-rollout", action="store_true", help="sample with rollout.py, the plain reference sampler, "
-          "instead of its faster twin fast_rollout.py (same samples)")
+    p.add(
+        "--plain-rollout",
+        action="store_true",
+        help="sample with rollout.py, the plain reference sampler, instead of its faster twin fast_rollout.py (same samples)",
+    )

@@ -22,8 +22,6 @@ token adds a negative log-prob); "mean" divides by the length L; "power" divides
 alpha-scaled log pi_ref term is normalised (the authors' choice); -log pi_theta never is.
 """
 
-import torch
-
 import toytask
 from options import is_toy
 

@@ -71,25 +71,29 @@ def finish(prompt, prompt_mask, tokens, logprobs, entropy, eos, ignore_eos):
     response_mask = torch.ones_like(sampled_eos) if ignore_eos else (sampled_eos.cumsum(-1) - sampled_eos.long()) == 0
     width = int(response_mask.sum(-1).max())
     tokens, response_mask = tokens[:, :width], response_mask[:, :width]
-    return Rollout(sequences=torch.cat([prompt, tokens], 1),
-                   attention_mask=torch.cat([prompt_mask, response_mask.long()], 1),
-                   response_mask=response_mask,
-                   logprobs=logprobs[:, :width].masked_fill(~response_mask, 0),  # a pad's log-prob may be -inf
-                   entropy=entropy[:, :width].masked_fill(~response_mask, 0),
-                   truncated=~sampled_eos.any(-1))  # with ignore_eos: the model itself would not have stopped
+    truncated = ~sampled_eos.any(-1)  # with ignore_eos: the model itself would not have stopped
+    return Rollout(
+        sequences=torch.cat([prompt, tokens], 1),
+        attention_mask=torch.cat([prompt_mask, response_mask.long()], 1),
+        response_mask=response_mask,
+        logprobs=logprobs[:, :width].masked_fill(~response_mask, 0),  # a pad's log-prob may be -inf
+        entropy=entropy[:, :width].masked_fill(~response_mask, 0),
+        truncated=truncated,
+    )
 
 
 @torch.no_grad()
-def rollout(model, prompt_ids, max_new_tokens, eos_token_ids, pad_token_id, temperature=1.0, top_k=0, top_p=1.0,
-            ignore_eos=False, generator=None):
+def rollout(
+    model, prompt_ids, max_new_tokens, eos_ids, pad_id, temperature=1.0, top_k=0, top_p=1.0, ignore_eos=False, generator=None
+):
     """
     One response per prompt (repeat a prompt G times for a group of G). temperature=0 is greedy.
     ignore_eos=True is the paper's fixed-length control: EOS is sampled like any token but does not stop
     the row, so every response is exactly max_new_tokens long.
     """
     device = model.device
-    prompt, prompt_mask = left_pad(prompt_ids, pad_token_id, device)
-    eos = torch.tensor(eos_token_ids, device=device)
+    prompt, prompt_mask = left_pad(prompt_ids, pad_id, device)
+    eos = torch.tensor(eos_ids, device=device)
     mask = prompt_mask
     position = (mask.cumsum(-1) - 1).clamp(min=0)  # a left-padded row's first real token is at position 0
     cache = DynamicCache(config=model.config)
@@ -100,7 +104,7 @@ def rollout(model, prompt_ids, max_new_tokens, eos_token_ids, pad_token_id, temp
         logp = sampling_logprobs(logits, max(temperature, 1e-5), top_k, top_p)
         probs = logp.exp()
         token = logp.argmax(-1) if temperature == 0 else torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        token = token.masked_fill(finished, pad_token_id)  # a finished row only pads
+        token = token.masked_fill(finished, pad_id)  # a finished row only pads
         tokens.append(token)
         logprobs.append(logp.gather(-1, token[:, None]).squeeze(-1))  # log pi(y_t | x, y_<t)
         entropy.append(torch.special.entr(probs).sum(-1))  # -sum_v p_v log p_v

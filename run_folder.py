@@ -17,7 +17,7 @@ import os
 import shutil
 
 # Options that may differ on --resume: they change when and where, not what, the run computes.
-MAY_CHANGE_ON_RESUME = ("steps", "keep", "save_every", "eval_every", "device", "resume", "overwrite")
+MAY_CHANGE_ON_RESUME = ("steps", "keep", "save_every", "eval_every", "device", "out", "resume", "overwrite")
 RUN_FILES = ("config.json", "log.jsonl", "final")
 
 
@@ -50,8 +50,10 @@ class RunFolder:
         if resume:
             return
         if holds_run(self.path) and not overwrite:
-            raise SystemExit(f"error: {self.path} holds a run already: add --resume to continue it, --overwrite to "
-                             f"replace it, or choose another --out")
+            raise SystemExit(
+                f"error: {self.path} holds a run already: add --resume to continue it, --overwrite to "
+                f"replace it, or choose another --out"
+            )
         if overwrite:
             stale = [n for n in os.listdir(self.path) if n in RUN_FILES or n.startswith("step_")]
             for name in stale:
@@ -67,12 +69,15 @@ class RunFolder:
                 saved = json.load(f)
         except (OSError, ValueError) as err:
             raise SystemExit(f"error: --resume: cannot read {self.config_path} ({type(err).__name__})")
-        changed = [key for key in sorted(given) if key in saved and key not in MAY_CHANGE_ON_RESUME
-                   and getattr(args, key) != saved[key]]
+        changed = [
+            key for key in sorted(given) if key in saved and key not in MAY_CHANGE_ON_RESUME and getattr(args, key) != saved[key]
+        ]
         if changed:
             listed = ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)} (the run has {saved[k]})" for k in changed)
-            raise SystemExit(f"error: --resume: {listed}. Drop these options to continue the run as it was, "
-                             f"or start a new run in another --out")
+            raise SystemExit(
+                f"error: --resume: {listed}. Drop these options to continue the run as it was, "
+                f"or start a new run in another --out"
+            )
         for key, value in saved.items():
             if key not in given and hasattr(args, key) and key not in ("resume", "overwrite"):
                 setattr(args, key, value)
@@ -97,8 +102,10 @@ class RunFolder:
                 if i == len(lines) - 1:  # the last line, cut short by a kill or a full disk: it held no full step
                     print(f"warning: {self.log_path}: dropped a torn last line ({len(line)} characters)")
                     continue
-                raise SystemExit(f"error: {self.log_path}: line {i + 1} is not JSON; the log was not changed. "
-                                 f"Repair or remove that line, then --resume again")
+                raise SystemExit(
+                    f"error: {self.log_path}: line {i + 1} is not JSON; the log was not changed. "
+                    f"Repair or remove that line, then --resume again"
+                )
         kept = [row for row in rows if row.get("step", 0) <= step]
         tmp = self.log_path + ".tmp"
         with open(tmp, "w") as f:
@@ -122,8 +129,9 @@ def _lock(path):
     except OSError:
         f.seek(0)
         holder = f.read().strip() or "another process"
-        raise SystemExit(f"error: another run is using {os.path.dirname(path)} (pid {holder}); wait for it to end "
-                         f"or choose another --out") from None
+        raise SystemExit(
+            f"error: another run is using {os.path.dirname(path)} (pid {holder}); wait for it to end or choose another --out"
+        ) from None
     f.seek(0)
     f.truncate()
     f.write(str(os.getpid()))

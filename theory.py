@@ -15,7 +15,7 @@ model. It starts at the reference pi_ref and is trained the way train_sharpen.py
  - turn the scores into leave-one-out advantages;
  - take an Adam step on the token-level `policy_loss`.
 No gradient is computed exactly: every step uses samples only. The optimum of each regime is then found
-by enumeration (notes section 2.3):
+by enumeration (the paper's section 2.3):
 
     tempered   R = alpha log pi_ref - log pi_theta                pi* ∝ pi_ref^alpha
     KL-reg.    R = log pi_ref - beta (log pi_theta - log pi_ref)  pi* ∝ pi_ref^(1 + 1/beta)
@@ -89,6 +89,7 @@ def code(tokens):
 # -----------------------------------------------------------------------------
 # the reference (confident early, unsure later) and the correctness sets
 
+
 def reference(seed=0, sharpness=(3.0, 2.0, 1.0, 0.5, 0.25), p_eos=(0.05, 0.3, 0.3, 0.3, 0.3)):
     """
     At a prefix of depth d: EOS with probability p_eos[d], else a symbol from softmax(sharpness[d] * z),
@@ -126,6 +127,7 @@ def score_table(rule):
 # -----------------------------------------------------------------------------
 # closed forms, by enumeration
 
+
 def power(ref_logp, alpha):
     return (alpha * ref_logp).softmax(0)  # pi_ref^alpha / Z_alpha
 
@@ -148,6 +150,7 @@ def covariance(p, x, y):
 
 # -----------------------------------------------------------------------------
 # training: sampled groups through the repo's reward and loss, like the trainers
+
 
 def sample(logits, n, fixed_length=False):
     """Draw n responses token by token from the table, as rollout.py does (EOS stops unless fixed_length)."""
@@ -172,8 +175,7 @@ def reward(regime, r, ref_logp, logp, lengths):
         # reward does not move the optimum: pi* ∝ pi_ref exp(log pi_ref / beta) = pi_ref^(1 + 1/beta).
         beta = regime["beta"]
         return beta * sequence_reward("tempered", r, ref_logp, logp, lengths, alpha=1 + 1 / beta)
-    return sequence_reward(regime["mode"], r, ref_logp, logp, lengths, alpha=regime.get("alpha", 1.0),
-                           b=regime.get("b", 1.0))
+    return sequence_reward(regime["mode"], r, ref_logp, logp, lengths, alpha=regime.get("alpha", 1.0), b=regime.get("b", 1.0))
 
 
 def train(regime, ref, r_table, steps=200, groups=128, G=8, lr=0.1, seed=0, fixed_length=False):
@@ -246,23 +248,30 @@ def space(ref, rule, fixed_length):
 # -----------------------------------------------------------------------------
 # run it all and print
 
+
 def main():
     t_start = time.time()
     ref, r_table = reference(), score_table(correct_long)
     tokens, mask, ref_logp, length, r = space(ref, correct_long, False)
     p = ref_logp.exp()
-    print(f"{len(p)} responses, sum of pi_ref = {p.sum():.6f}; under pi_ref: E[len] = {(p * length).sum():.3f}, "
-          f"accuracy = {(p * r).sum():.3f}; mode {answer(tokens)[ref_logp.argmax()]!r}+EOS")
+    print(
+        f"{len(p)} responses, sum of pi_ref = {p.sum():.6f}; under pi_ref: E[len] = {(p * length).sum():.3f}, "
+        f"accuracy = {(p * r).sum():.3f}; mode {answer(tokens)[ref_logp.argmax()]!r}+EOS"
+    )
 
-    print("\nregime           | target        | TV(ref, target) | TV(trained, target) | E[len] target | E[len] trained "
-          "| acc target | acc trained")
+    print(
+        "\nregime           | target        | TV(ref, target) | TV(trained, target) | E[len] target | E[len] trained "
+        "| acc target | acc trained"
+    )
     for name, label, regime, fixed, steps in REGIMES:
         tok, msk, lp, ln, rr = space(ref, correct_long, fixed)
         goal = target(regime, lp, rr)
         pi = token_logp(train(regime, ref, r_table, steps=steps, fixed_length=fixed), tok, msk).sum(-1).exp()
         goal_len, goal_acc = ("any", "1.000") if goal is None else (f"{(goal * ln).sum():.3f}", f"{(goal * rr).sum():.3f}")
-        print(f"{name:16s} | {label:13s} | {distance(lp.exp(), goal, rr):15.3f} | {distance(pi, goal, rr):19.4f} | "
-              f"{goal_len:>13s} | {(pi * ln).sum():14.3f} | {goal_acc:>10s} | {(pi * rr).sum():11.3f}")
+        print(
+            f"{name:16s} | {label:13s} | {distance(lp.exp(), goal, rr):15.3f} | {distance(pi, goal, rr):19.4f} | "
+            f"{goal_len:>13s} | {(pi * ln).sum():14.3f} | {goal_acc:>10s} | {(pi * rr).sum():11.3f}"
+        )
 
     # --- the short-response bias: pi_ref^a(y1) / pi_ref^a(y2) = exp(a (log pi_ref(y1) - log pi_ref(y2))).
     # Every token adds a negative log-prob, so a larger alpha favours shorter responses more and more.
@@ -274,12 +283,16 @@ def main():
     ftokens, _ = all_responses(fixed_length=True)
     m, fm = ref_logp.argmax(), fref_logp.argmax()
     spelled = "".join((SYMBOLS + "_")[x] for x in ftokens[fm].tolist())
-    print(f"sharpening's pick, EOS stops:   {answer(tokens)[m]!r}+EOS: len {length[m]:.0f} (E[len] under pi_ref: {(p * length).sum():.3f}), "
-          f"pi_ref(y*) = {p[m]:.3f}")
+    print(
+        f"sharpening's pick, EOS stops:   {answer(tokens)[m]!r}+EOS: len {length[m]:.0f} (E[len] under pi_ref: {(p * length).sum():.3f}), "
+        f"pi_ref(y*) = {p[m]:.3f}"
+    )
     # With EOS ignored, the mode is the string whose tokens are jointly most confident. Whether its answer
     # (the text before the first EOS) is correct depends on this reference, not on anything general.
-    print(f"sharpening's pick, EOS ignored: {spelled!r} (_ = EOS): len {flength[fm]:.0f}, answer {answer(ftokens)[fm]!r}, "
-          f"pi_ref(y*) = {fref_logp[fm].exp():.3f}")
+    print(
+        f"sharpening's pick, EOS ignored: {spelled!r} (_ = EOS): len {flength[fm]:.0f}, answer {answer(ftokens)[fm]!r}, "
+        f"pi_ref(y*) = {fref_logp[fm].exp():.3f}"
+    )
 
     # --- the covariance condition: d/dalpha E_{pi_ref^alpha}[r] = Cov_{pi_ref^alpha}(r, log pi_ref).
     # (Differentiate pi_alpha(y) = exp(alpha log pi_ref(y)) / Z_alpha: d log pi_alpha(y) / dalpha =
@@ -290,8 +303,10 @@ def main():
     for name, rule in (("likely (top 8)", correct_likely(answer(tokens), ref_logp)), ("long, ends in a", correct_long)):
         rr = scores(answer(tokens), rule)
         accs = [(q * rr).sum().item() for q in (p, power(ref_logp, 2), power(ref_logp, 4), point_mass(ref_logp))]
-        print(f"{name:15s} | {covariance(p, rr, ref_logp):22.3f} | {accs[0]:10.3f} | {accs[1]:12.3f} | {accs[2]:12.3f} | "
-              f"{accs[3]:13.3f}")
+        print(
+            f"{name:15s} | {covariance(p, rr, ref_logp):22.3f} | {accs[0]:10.3f} | {accs[1]:12.3f} | {accs[2]:12.3f} | "
+            f"{accs[3]:13.3f}"
+        )
     print(f"\n{time.time() - t_start:.1f} s")
 
 

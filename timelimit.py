@@ -58,8 +58,15 @@ class Worker:
     def _start(self):
         code = f"import sys; sys.path.insert(0, {_HERE!r}); import timelimit; timelimit.serve({self.module!r})"
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, encoding="utf-8", bufsize=1, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            bufsize=1,
+            env=env,
+        )
         self.replies = queue.Queue()
         threading.Thread(target=_read_lines, args=(self.proc.stdout, self.replies), daemon=True).start()
         if self.replies.get(timeout=_START_TIMEOUT) != {"ready": True}:

@@ -91,13 +91,11 @@ def check_variant(variant):
 
 
 def load_problems(variant="toy", split="test", limit=None, seed=0):
-    """Rows {"question", "answer"}: the fixed test set, or `limit` fresh training problems (default 4096)."""
+    """Rows {"question", "answer"}: the fixed test set (data.load_problems takes its seeded subsets), or
+    `limit` fresh training problems (default 4096) drawn with `seed`."""
     check_variant(variant)
     if split == "test":
         questions = list(TEST_QUESTIONS)
-        if limit is not None and limit < len(questions):
-            keep = sorted(random.Random(seed).sample(range(len(questions)), limit))
-            questions = [questions[i] for i in keep]
     elif split == "train":
         rng = random.Random(seed)
         questions = [question_of(train_terms(rng)) for _ in range(limit or 4096)]

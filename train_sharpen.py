@@ -80,9 +80,8 @@ for step in run.steps():
         loss_sum = 0.0
         for rows, sequences, attention_mask, response_mask in micro_batches(roll, args.micro_batch):
             new_logp, _ = response_logprobs(policy, sequences, attention_mask, response_mask)
-            width = response_mask.shape[1]
-            loss = policy_loss(new_logp, A[rows], weights[rows, :width], logp[rows, :width], clip_eps,
-                               ref_logp[rows, :width], args.kl_coef)
+            cut = (rows, slice(0, response_mask.shape[1]))  # these rows, up to their own longest response
+            loss = policy_loss(new_logp, A[rows], weights[cut], logp[cut], clip_eps, ref_logp[cut], args.kl_coef)
             loss.backward()
             loss_sum += loss.item()
         grad_norm = run.sync_gradients()  # summed over ranks, clipped to --grad-clip

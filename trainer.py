@@ -30,7 +30,7 @@ import options
 from data import default_template, drop_long_prompts, load_or_exit
 from evaluate import sample_and_grade
 from loss import AGGREGATIONS, BASELINES, token_weights
-from model import eos_ids, frozen_copy, load_model, load_tokenizer, micro_batches, pick_device, resolve_model_path, response_logprobs
+from model import frozen_copy, load_model, load_tokenizer, micro_batches, pick_device, resolve_model_path, response_logprobs
 from rewards import NORMALIZATIONS, TaskGrader
 from run_folder import RunFolder
 
@@ -54,7 +54,9 @@ def parser(description, out):
     p.add("--fixed-length", action="store_true", help="ignore EOS: every sample runs to --max-new-tokens (the paper's control)")
     p.add("--baseline", choices=BASELINES, default="leave_one_out")
     p.add("--std-normalize", action="store_true", help="GRPO: divide advantages by the group's reward std")
-    p.add("--aggregation", choices=AGGREGATIONS, default="token", help="token (paper, DAPO), sequence (GRPO), constant (Dr. GRPO's)")
+    p.add(
+        "--aggregation", choices=AGGREGATIONS, default="token", help="token (paper, DAPO), sequence (GRPO), constant (Dr. GRPO's)"
+    )
     p.add("--kl-coef", type=options.NONNEGATIVE, default=0.0, help="k (the k3 KL penalty to pi_ref, per token; paper: 0)")
     p.add("--updates-per-batch", type=options.COUNT, default=1, help=">1 reuses each batch with PPO ratio clipping")
     p.add("--clip-eps", type=options.CLIP, default=0.2, help="PPO clip range (only with --updates-per-batch > 1)")
@@ -132,9 +134,10 @@ class Run:
             self.start_step = state["step"]
         self.policy = base.train()
         if args.gradient_checkpointing:
-            self.policy.gradient_checkpointing_enable()
-        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8,
-                                     weight_decay=args.weight_decay)
+            self.policy.activation_checkpointing_enable()
+        self.opt = torch.optim.AdamW(
+            self.policy.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=args.weight_decay
+        )
         warm = max(1, args.warmup)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, 0.1 + 0.9 * s / warm))
         if args.resume:
@@ -164,8 +167,13 @@ class Run:
     # -------------------------------------------------------------------------
     def steps(self):
         """The steps still to run, with a progress bar."""
-        self.bar = tqdm(range(self.start_step, self.args.steps), initial=self.start_step, total=self.args.steps,
-                        disable=not self.dist.is_main, dynamic_ncols=True)
+        self.bar = tqdm(
+            range(self.start_step, self.args.steps),
+            initial=self.start_step,
+            total=self.args.steps,
+            disable=not self.dist.is_main,
+            dynamic_ncols=True,
+        )
         return self.bar
 
     def prompts(self, step):
@@ -179,12 +187,25 @@ class Run:
 
     def sample(self, rows, step):
         """G graded samples per prompt, consecutive in the batch: (Rollout, r in {0, 1}, no-answer flags)."""
-        a = self.args
+        args = self.args
         # Seeded by (seed, step, rank): a resumed run draws the same samples as an uninterrupted one.
-        gen = torch.Generator(self.dist.device).manual_seed(a.seed * 1_000_003 + step * 1009 + self.dist.rank)
-        roll, r, answers, _ = sample_and_grade(self.policy, self.tokenizer, rows, self.grader, a.group_size, self.template,
-                                               a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.fixed_length,
-                                               a.rollout_batch, gen, a.plain_rollout)
+        gen = torch.Generator(self.dist.device).manual_seed(args.seed * 1_000_003 + step * 1009 + self.dist.rank)
+        roll, r, answers, _ = sample_and_grade(
+            self.policy,
+            self.tokenizer,
+            rows,
+            self.grader,
+            args.group_size,
+            self.template,
+            args.max_new_tokens,
+            args.temperature,
+            args.top_k,
+            args.top_p,
+            args.fixed_length,
+            args.rollout_batch,
+            gen,
+            args.plain_rollout,
+        )
         return roll, r, torch.tensor([x is None for x in answers], device=r.device)
 
     @torch.no_grad()
@@ -214,8 +235,9 @@ class Run:
     def token_weights(self, roll):
         """w_it of the chosen aggregation, its totals over the global batch (all micro-batches, all ranks)."""
         mask, d = roll.response_mask, self.dist
-        return token_weights(mask, self.args.aggregation, d.sum(mask.sum()).item(), d.sum(mask.shape[0]).item(),
-                             self.args.max_new_tokens)
+        return token_weights(
+            mask, self.args.aggregation, d.sum(mask.sum()).item(), d.sum(mask.shape[0]).item(), self.args.max_new_tokens
+        )
 
     def sync_gradients(self):
         """Sum the gradients over ranks and clip them. Returns the norm, or None when the step must be skipped
@@ -235,8 +257,10 @@ class Run:
     def check_parameters(self):
         """After an update: every parameter finite, or stop before anything is saved."""
         if not all(torch.isfinite(p).all() for p in self.policy.parameters()):
-            raise SystemExit("error: the update left non-finite parameters: stopping without saving "
-                             "(the last checkpoint is intact; --resume continues from it)")
+            raise SystemExit(
+                "error: the update left non-finite parameters: stopping without saving "
+                "(the last checkpoint is intact; --resume continues from it)"
+            )
 
     # -------------------------------------------------------------------------
     def metrics(self, roll, r, R, ref_logp, logp, entropy, no_answer, loss, grad_norm, t0):
@@ -244,8 +268,13 @@ class Run:
         dist, G = self.dist, self.args.group_size
         mask = roll.response_mask.float()
         per_seq = {
-            "reward": R, "reward_sq": R**2, "accuracy": r.float(), "no_answer": no_answer.float(),
-            "logp_ref": ref_logp.sum(-1), "length": mask.sum(-1), "truncated": roll.truncated.float(),
+            "reward": R,
+            "reward_sq": R**2,
+            "accuracy": r.float(),
+            "no_answer": no_answer.float(),
+            "logp_ref": ref_logp.sum(-1),
+            "length": mask.sum(-1),
+            "truncated": roll.truncated.float(),
             "kl": (logp - ref_logp).sum(-1),  # k1 estimate of KL(pi_theta || pi_ref) per sequence
         }
         sums = {k: dist.sum(v.sum()).item() for k, v in per_seq.items()}
@@ -274,11 +303,24 @@ class Run:
     def evaluate(self, step):
         """Held-out accuracy and length of the model after `step` updates: 1 sample per problem at the training
         temperature (as the paper), seeded by the step."""
-        a, d = self.args, self.dist
-        gen = torch.Generator(d.device).manual_seed(a.seed + 7919 * step + d.rank)
-        roll, r, _, _ = sample_and_grade(self.policy, self.tokenizer, self.eval_rows[d.rank :: d.world], self.eval_grader, 1,
-                                         self.template, a.max_new_tokens, a.temperature, a.top_k, a.top_p, False,
-                                         a.rollout_batch, gen, a.plain_rollout)
+        args, d = self.args, self.dist
+        gen = torch.Generator(d.device).manual_seed(args.seed + 7919 * step + d.rank)
+        roll, r, _, _ = sample_and_grade(
+            self.policy,
+            self.tokenizer,
+            self.eval_rows[d.rank :: d.world],
+            self.eval_grader,
+            1,
+            self.template,
+            args.max_new_tokens,
+            args.temperature,
+            args.top_k,
+            args.top_p,
+            False,
+            args.rollout_batch,
+            gen,
+            args.plain_rollout,
+        )
         n = d.sum(len(r)).item()
         return {"eval_accuracy": d.sum(r.sum()).item() / n, "eval_length": d.sum(roll.lengths.sum()).item() / n}
 

@@ -5,6 +5,7 @@ equalities), how many times the two agree, the cases where they differ, and the 
 
     pip install math-verify && python bench/bench_grader_vs_math_verify.py
 """
+
 import os
 import sys
 import time
@@ -34,7 +35,9 @@ def main():
     print(f"right: builtin {right['builtin']}/{n}, math-verify {right['math_verify']}/{n}; they agree on {agree}/{n}")
     print(f"slowest builtin call: {slowest[0]:.2f} s ({slowest[1][:60]})")
     for response, gold, expected, ours, theirs in differ:
-        print(f"  differ: {response[:60]!r} vs gold {gold[:40]!r}: expected {expected}, builtin {ours:.0f}, math-verify {theirs:.0f}")
+        print(
+            f"  differ: {response[:60]!r} vs gold {gold[:40]!r}: expected {expected}, builtin {ours:.0f}, math-verify {theirs:.0f}"
+        )
 
 
 if __name__ == "__main__":

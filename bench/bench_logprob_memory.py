@@ -22,6 +22,7 @@ The naive pass at batch 8 x 2048 needs about 3 x 10 GB (logits, their log-softma
 CPU the script does not start a variant whose estimated peak exceeds the memory available (it would
 only summon the out-of-memory killer); it says so instead.
 """
+
 import argparse
 import json
 import os
@@ -34,8 +35,16 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from model import autocast, position_ids_from_mask, response_logprobs  # noqa: E402
 
-BODY = dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            intermediate_size=1024, vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=4096)
+BODY = dict(
+    hidden_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=1024,
+    vocab_size=151936,
+    tie_word_embeddings=True,
+    max_position_embeddings=4096,
+)
 GB = 1e9
 
 
@@ -117,8 +126,20 @@ def run_variant(name, args):
         available = proc_bytes("/proc/meminfo", "MemAvailable")
         if naive_estimate(args) > 0.8 * available:
             return f"not run: needs about {naive_estimate(args) / GB:.0f} GB, {available / GB:.0f} GB available"
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--device", args.device, "--batch", str(args.batch),
-           "--prompt-tokens", str(args.prompt_tokens), "--response-tokens", str(args.response_tokens)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        name,
+        "--device",
+        args.device,
+        "--batch",
+        str(args.batch),
+        "--prompt-tokens",
+        str(args.prompt_tokens),
+        "--response-tokens",
+        str(args.response_tokens),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         reason = "out of memory" if "OutOfMemoryError" in done.stderr or done.returncode == -9 else "failed"
@@ -137,13 +158,17 @@ def main():
     if args.child:
         return child(args)
 
-    print(f"log-prob pass, forward + backward: batch {args.batch} x ({args.prompt_tokens} prompt + {args.response_tokens} "
-          f"response) tokens, vocabulary {BODY['vocab_size']}, body {BODY['num_hidden_layers']} layers x {BODY['hidden_size']}, "
-          f"{args.device}")
+    print(
+        f"log-prob pass, forward + backward: batch {args.batch} x ({args.prompt_tokens} prompt + {args.response_tokens} "
+        f"response) tokens, vocabulary {BODY['vocab_size']}, body {BODY['num_hidden_layers']} layers x {BODY['hidden_size']}, "
+        f"{args.device}"
+    )
     results = {}
     for name in VARIANTS:
         results[name] = r = run_variant(name, args)
-        shown = f"peak {r['peak_bytes'] / GB:7.3f} GB above the model and inputs ({r['seconds']:.1f} s)" if isinstance(r, dict) else r
+        shown = (
+            f"peak {r['peak_bytes'] / GB:7.3f} GB above the model and inputs ({r['seconds']:.1f} s)" if isinstance(r, dict) else r
+        )
         print(f"  {name:<8} {shown}", flush=True)
     if not isinstance(results["chunked"], dict):
         return

@@ -20,6 +20,7 @@ On a CPU the default is one thread (--threads): on a small shared machine, sever
 spin-wait against each other and the timings become noise. Both contenders get the same setting.
 On CUDA the models run in bf16.
 """
+
 import argparse
 import os
 import statistics
@@ -29,15 +30,23 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import fast_rollout  # noqa: E402
+import rollout  # noqa: E402
 import toytask  # noqa: E402
 from data import build_prompt, load_problems  # noqa: E402
 from model import TOY_MODELS, eos_ids, load_model, load_tokenizer  # noqa: E402
-import fast_rollout  # noqa: E402
-import rollout  # noqa: E402
 from rollout import left_pad  # noqa: E402
 
-QWEN25_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                  intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=4096)
+QWEN25_05B = dict(
+    hidden_size=896,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    intermediate_size=4864,
+    vocab_size=151936,
+    tie_word_embeddings=True,
+    max_position_embeddings=4096,
+)
 
 
 # -----------------------------------------------------------------------------
@@ -76,8 +85,9 @@ def response_tokens(responses, eos):
 
 
 def fast(model, prompts, eos, pad, args, max_new_tokens, ignore_eos=False):
-    roll = fast_rollout.rollout(model, prompts, max_new_tokens, eos, pad, args.temperature, args.top_k, args.top_p,
-                                ignore_eos=ignore_eos)
+    roll = fast_rollout.rollout(
+        model, prompts, max_new_tokens, eos, pad, args.temperature, args.top_k, args.top_p, ignore_eos=ignore_eos
+    )
     return int(roll.lengths.sum())
 
 
@@ -88,10 +98,18 @@ def plain(model, prompts, eos, pad, args, max_new_tokens):
 
 def hf_generate(model, prompts, eos, pad, args, max_new_tokens):
     ids, mask = left_pad(prompts, pad, model.device)
-    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=True,
-                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                         eos_token_id=eos, pad_token_id=pad)
-    return response_tokens(out[:, ids.shape[1]:], eos)
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=max_new_tokens,
+        do_sample=True,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        eos_token_id=eos,
+        pad_token_id=pad,
+    )
+    return response_tokens(out[:, ids.shape[1] :], eos)
 
 
 def contenders(args):
@@ -140,6 +158,7 @@ def bytes_per_step(model, batch, context):
 
 def decode_bandwidth(model, prompts, eos, pad, args, max_new_tokens, repeats, device):
     """Seconds per decode step at a fixed length (EOS ignored, so every step runs every row), and GB/s read."""
+
     def run(n):
         return fast(model, prompts, eos, pad, args, n, ignore_eos=True)
 
@@ -149,8 +168,10 @@ def decode_bandwidth(model, prompts, eos, pad, args, max_new_tokens, repeats, de
     seconds = (full - prefill) / (max_new_tokens - 1)
     P = max(len(p) for p in prompts)
     gb = bytes_per_step(model, len(prompts), P + max_new_tokens / 2) / 1e9  # mean context over the decode
-    print(f"  decode step: {1e3 * seconds:.2f} ms, {gb:.3f} GB read "
-          f"-> {gb / seconds:.0f} GB/s = {gb / seconds / args.peak_gbps:.1%} of the {args.peak_gbps:.0f} GB/s peak")
+    print(
+        f"  decode step: {1e3 * seconds:.2f} ms, {gb:.3f} GB read "
+        f"-> {gb / seconds:.0f} GB/s = {gb / seconds / args.peak_gbps:.1%} of the {args.peak_gbps:.0f} GB/s peak"
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -166,7 +187,12 @@ def main():
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--repeats", type=int, default=21, help="alternating runs per toy workload (this many, for medians that hold on a noisy machine)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=21,
+        help="alternating runs per toy workload (this many, for medians that hold on a noisy machine)",
+    )
     p.add_argument("--big-repeats", type=int, default=3, help="repeats for the 0.5B-shaped model (slow on a CPU)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (see the docstring)")
     p.add_argument("--peak-gbps", type=float, help="peak memory bandwidth, e.g. 3350 (H100 SXM): adds the bandwidth table")
@@ -176,23 +202,35 @@ def main():
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     named = contenders(args)
-    workloads = [(f"toy, batch {b}", toy_workload, b, args.max_new_tokens, args.repeats) for b in map(int, args.batches.split(","))]
+    workloads = [
+        (f"toy, batch {b}", toy_workload, b, args.max_new_tokens, args.repeats) for b in map(int, args.batches.split(","))
+    ]
     if args.big_batch:
-        workloads.append((f"0.5B-shaped, batch {args.big_batch}", qwen_shaped_workload, args.big_batch, args.big_tokens, args.big_repeats))
+        workloads.append(
+            (f"0.5B-shaped, batch {args.big_batch}", qwen_shaped_workload, args.big_batch, args.big_tokens, args.big_repeats)
+        )
 
-    print(f"device {device} ({dtype}), {torch.get_num_threads()} CPU thread(s), temperature {args.temperature}, "
-          f"top_k {args.top_k}, top_p {args.top_p}; medians of {args.repeats} alternating runs "
-          f"({args.big_repeats} for the 0.5B-shaped model)")
-    print(f"{'workload':<24}{'new tokens':>11}" + "".join(f"{name + ' tok/s':>22}" for name in named)
-          + "".join(f"{name + ' / generate':>26}" for name in named if name != "generate"))
+    print(
+        f"device {device} ({dtype}), {torch.get_num_threads()} CPU thread(s), temperature {args.temperature}, "
+        f"top_k {args.top_k}, top_p {args.top_p}; medians of {args.repeats} alternating runs "
+        f"({args.big_repeats} for the 0.5B-shaped model)"
+    )
+    print(
+        f"{'workload':<24}{'new tokens':>11}"
+        + "".join(f"{name + ' tok/s':>22}" for name in named)
+        + "".join(f"{name + ' / generate':>26}" for name in named if name != "generate")
+    )
     for label, build, batch, max_new, repeats in workloads:
         model, prompts, eos, pad = build(batch, device, dtype)
         rate = tokens_per_s(named, lambda fn: fn(model, prompts, eos, pad, args, max_new), repeats, device)
-        print(f"{label:<24}{max_new:>11}" + "".join(f"{rate[name]:>22,.0f}" for name in named)
-              + "".join(f"{rate[name] / rate['generate']:>25.2f}x" for name in named if name != "generate"), flush=True)
+        print(
+            f"{label:<24}{max_new:>11}"
+            + "".join(f"{rate[name]:>22,.0f}" for name in named)
+            + "".join(f"{rate[name] / rate['generate']:>25.2f}x" for name in named if name != "generate"),
+            flush=True,
+        )
         if args.peak_gbps:
             decode_bandwidth(model, prompts, eos, pad, args, max_new, repeats, device)
-        del model
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ data loading count). The first --warmup steps of each are not counted; the media
 One CPU thread by default, for both: on a small shared machine several threads per process spin-wait
 against each other and the timings become noise.
 """
+
 import argparse
 import os
 import signal
@@ -43,8 +44,8 @@ import torch
 sys.path[:0] = [os.path.join(os.path.dirname(os.path.abspath(__file__)), d) for d in ("..", "../tests")]
 import toytask  # noqa: E402
 import trainer  # noqa: E402
-from data import build_prompt, load_problems  # noqa: E402
 from conftest import policy_gradient_step  # noqa: E402  (tests/conftest.py: the trainers' step 5, line for line)
+from data import build_prompt, load_problems  # noqa: E402
 from loss import group_advantages  # noqa: E402
 from model import TOY_MODELS, load_model, load_tokenizer  # noqa: E402
 
@@ -54,8 +55,25 @@ PROMPTS, GROUP, MAX_NEW_TOKENS, LR = 16, 8, 48, 3e-4
 def our_trainer(out):
     """trainer.Run with the toy defaults (16 prompts per step, 48 tokens, micro-batches of 32, lr 3e-4)."""
     p = trainer.parser("bench", out)
-    args = p.parse_args(["--dataset", "toy", "--device", "cpu", "--out", out, "--overwrite", "--group-size", str(GROUP),
-                         "--prompts-per-step", str(PROMPTS), "--max-new-tokens", str(MAX_NEW_TOKENS), "--lr", str(LR)])
+    args = p.parse_args(
+        [
+            "--dataset",
+            "toy",
+            "--device",
+            "cpu",
+            "--out",
+            out,
+            "--overwrite",
+            "--group-size",
+            str(GROUP),
+            "--prompts-per-step",
+            str(PROMPTS),
+            "--max-new-tokens",
+            str(MAX_NEW_TOKENS),
+            "--lr",
+            str(LR),
+        ]
+    )
     run = trainer.Run(args, p)
     for sig in (signal.SIGINT, signal.SIGTERM):  # Run defers these to a checkpoint; here Ctrl-C should just stop
         signal.signal(sig, signal.SIG_DFL)
@@ -93,24 +111,51 @@ def trl_trainer(out, steps, callback):
     path = os.path.join(TOY_MODELS, "toy")
     tok = load_tokenizer(path)
     rows = load_problems("toy", "train", limit=PROMPTS * steps, seed=0)
-    data = Dataset.from_list([{"prompt": build_prompt(tok, r["question"], toytask.PROMPT_TEMPLATE), "answer": r["answer"]} for r in rows])
+    data = Dataset.from_list(
+        [{"prompt": build_prompt(tok, r["question"], toytask.PROMPT_TEMPLATE), "answer": r["answer"]} for r in rows]
+    )
 
     def correctness(completions, answer, **kwargs):
         return [toytask.grade(c, a) for c, a in zip(completions, answer)]
 
     config = GRPOConfig(
-        output_dir=out, use_cpu=True, use_vllm=False, max_steps=steps, seed=0,
-        per_device_train_batch_size=PROMPTS * GROUP, gradient_accumulation_steps=1, num_generations=GROUP,
-        max_completion_length=MAX_NEW_TOKENS, temperature=1.0, top_k=0, top_p=1.0,
-        beta=0.0, num_iterations=1, scale_rewards="none", loss_type="dapo",
-        learning_rate=LR, lr_scheduler_type="constant", weight_decay=0.01, max_grad_norm=1.0,
+        output_dir=out,
+        use_cpu=True,
+        use_vllm=False,
+        max_steps=steps,
+        seed=0,
+        per_device_train_batch_size=PROMPTS * GROUP,
+        gradient_accumulation_steps=1,
+        num_generations=GROUP,
+        max_completion_length=MAX_NEW_TOKENS,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        beta=0.0,
+        num_iterations=1,
+        scale_rewards="none",
+        loss_type="dapo",
+        learning_rate=LR,
+        lr_scheduler_type="constant",
+        weight_decay=0.01,
+        max_grad_norm=1.0,
         # TRL's GPU-minded defaults are bf16 autocast and activation checkpointing; ours runs fp32 without
         # checkpointing on a CPU, and so does TRL here (both settings would only slow it down).
-        bf16=False, gradient_checkpointing=False,
-        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
     )
-    trainer = GRPOTrainer(model=load_model(path, torch.device("cpu")), reward_funcs=correctness, args=config,
-                          train_dataset=data, processing_class=tok, callbacks=[callback])
+    trainer = GRPOTrainer(
+        model=load_model(path, torch.device("cpu")),
+        reward_funcs=correctness,
+        args=config,
+        train_dataset=data,
+        processing_class=tok,
+        callbacks=[callback],
+    )
     trainer.remove_callback(PrinterCallback)  # TRL still computes its metrics every step; they are just not printed
     generate = trainer.model.generate
 
@@ -168,15 +213,21 @@ def main():
         trl_trainer(os.path.join(tmp, "trl"), total + 1, turns).train()
     ours, theirs = turns.ours[args.warmup :], turns.trl[args.warmup : total]
     part = {k: statistics.median(o[k] for o in ours) for k in ours[0]}
-    print(f"RL step on the toy task: {PROMPTS} prompts x {GROUP} samples, <= {MAX_NEW_TOKENS} new tokens, CPU, "
-          f"{torch.get_num_threads()} thread(s); TRL {trl.__version__}; median of {len(ours)} steps after {args.warmup} warm-up")
+    print(
+        f"RL step on the toy task: {PROMPTS} prompts x {GROUP} samples, <= {MAX_NEW_TOKENS} new tokens, CPU, "
+        f"{torch.get_num_threads()} thread(s); TRL {trl.__version__}; median of {len(ours)} steps after {args.warmup} warm-up"
+    )
     print(f"  ours {part['total']:7.2f} s/step   (each: {seconds(o['total'] for o in ours)})")
-    print(f"       of which sample {part['sample']:.2f}, score {part['score']:.2f} (the pi_ref pass TRL skips), "
-          f"update {part['update']:.2f}")
+    print(
+        f"       of which sample {part['sample']:.2f}, score {part['score']:.2f} (the pi_ref pass TRL skips), "
+        f"update {part['update']:.2f}"
+    )
     print(f"  TRL  {statistics.median(theirs):7.2f} s/step   (each: {seconds(theirs)})")
     print(f"       of which model.generate {statistics.median(turns.trl_generate_per_step[args.warmup : total]):.2f}")
-    print(f"  TRL / ours = {statistics.median(theirs) / part['total']:.2f}x (goal >= 3: "
-          f"{'met' if statistics.median(theirs) >= 3 * part['total'] else 'NOT met'})")
+    print(
+        f"  TRL / ours = {statistics.median(theirs) / part['total']:.2f}x (goal >= 3: "
+        f"{'met' if statistics.median(theirs) >= 3 * part['total'] else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

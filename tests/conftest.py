@@ -13,9 +13,18 @@ def tiny_qwen(vocab_size=64, seed=0, **overrides):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
-    config = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                  eos_token_id=1, pad_token_id=0, bos_token_id=None)
+    config = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        eos_token_id=1,
+        pad_token_id=0,
+        bos_token_id=None,
+    )
     config.update(overrides)
     return Qwen2ForCausalLM(Qwen2Config(**config)).eval()
 
@@ -44,9 +53,8 @@ def policy_gradient_step(run, roll, A, logp, ref_logp):
         loss_sum = 0.0
         for rows, sequences, attention_mask, response_mask in micro_batches(roll, args.micro_batch):
             new_logp, _ = response_logprobs(run.policy, sequences, attention_mask, response_mask)
-            width = response_mask.shape[1]
-            loss = policy_loss(new_logp, A[rows], weights[rows, :width], logp[rows, :width], clip_eps,
-                               ref_logp[rows, :width], args.kl_coef)
+            cut = (rows, slice(0, response_mask.shape[1]))  # these rows, up to their own longest response
+            loss = policy_loss(new_logp, A[rows], weights[cut], logp[cut], clip_eps, ref_logp[cut], args.kl_coef)
             loss.backward()
             loss_sum += loss.item()
         grad_norm = run.sync_gradients()

@@ -14,11 +14,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, tiny_qwen
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import checkpoint
 import trainer
+from conftest import ROOT, tiny_qwen
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +250,13 @@ def test_final_is_written_atomically_and_verified(tmp_path, tiny, tokenizer, mon
 def test_a_model_folder_without_tokenizer_files_is_one_line(tmp_path, tiny):
     tiny.save_pretrained(tmp_path / "m")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "evaluate.py", "--model", str(tmp_path / "m"), "--dataset", "toy", "--limit", "2",
-                           "--n", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "evaluate.py", "--model", str(tmp_path / "m"), "--dataset", "toy", "--limit", "2", "--n", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "has no tokenizer files" in proc.stderr.strip().splitlines()[-1]

@@ -3,6 +3,7 @@
 Offline: DATA_DIR points the loaders at tests/fixtures/hub, and the one hub test replaces
 datasets.load_dataset with a fake. No test reads real data or the network.
 """
+
 import json
 from pathlib import Path
 
@@ -25,8 +26,11 @@ def offline(monkeypatch, tmp_path):
 
 # name, split -> the rows the fixture must map to (answer, level, subject; None = the dataset has no such key)
 EXPECTED = {
-    ("math_lighteval", "test"): [("\\frac{1}{2}", 1, "Prealgebra"), ("x^{2}+1", 3, "Algebra"),
-                                 ("6", None, "Counting & Probability")],
+    ("math_lighteval", "test"): [
+        ("\\frac{1}{2}", 1, "Prealgebra"),
+        ("x^{2}+1", 3, "Algebra"),
+        ("6", None, "Counting & Probability"),
+    ],
     ("math500", "test"): [("1", 1, "Prealgebra"), ("3", 2, "Algebra"), ("(-2, 0)", 4, "Precalculus")],
     ("minerva", "test"): [("10",), ("2.5",), ("1",)],
     ("gsm8k", "test"): [("7",), ("1234",), ("-10",)],
@@ -72,10 +76,12 @@ def test_gsm8k_gold_and_last_boxed():
 def test_solution_without_boxed_is_dropped_with_a_warning(tmp_path, monkeypatch):
     folder = tmp_path / "math_lighteval"
     folder.mkdir()
-    datasets.Dataset.from_list([
-        {"problem": "p1", "level": "Level 2", "type": "Algebra", "solution": "so \\boxed{4}"},
-        {"problem": "p2", "level": "Level 2", "type": "Algebra", "solution": "the answer is 4"},
-    ]).to_parquet(folder / "test.parquet")
+    datasets.Dataset.from_list(
+        [
+            {"problem": "p1", "level": "Level 2", "type": "Algebra", "solution": "so \\boxed{4}"},
+            {"problem": "p2", "level": "Level 2", "type": "Algebra", "solution": "the answer is 4"},
+        ]
+    ).to_parquet(folder / "test.parquet")
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     with pytest.warns(UserWarning, match="dropped 1 rows"):
         rows = data.load_problems("math_lighteval")
@@ -95,8 +101,11 @@ def test_hub_path_calls_load_dataset_with_hub_ids(monkeypatch):
     assert data.load_problems("aime24")[0]["answer"] == "025"
     rows = data.load_problems("aime25")
     assert [r["question"] for r in rows] == ["q from AIME2025-I", "q from AIME2025-II"]
-    assert calls == [("HuggingFaceH4/aime_2024", None, "train"),
-                     ("opencompass/AIME2025", "AIME2025-I", "test"), ("opencompass/AIME2025", "AIME2025-II", "test")]
+    assert calls == [
+        ("HuggingFaceH4/aime_2024", None, "train"),
+        ("opencompass/AIME2025", "AIME2025-I", "test"),
+        ("opencompass/AIME2025", "AIME2025-II", "test"),
+    ]
 
 
 @pytest.mark.parametrize("filename", ["custom.jsonl", "custom.json", "custom.parquet"])
@@ -107,8 +116,11 @@ def test_local_file_with_custom_keys(filename):
 
 
 def test_local_file_keeps_level_and_falls_back_to_problem():
-    assert [r["level"] for r in data.load_problems(str(LOCAL / "custom.jsonl"), question_key="prompt",
-                                                   answer_key="target")] == [1, 2, 1]
+    assert [r["level"] for r in data.load_problems(str(LOCAL / "custom.jsonl"), question_key="prompt", answer_key="target")] == [
+        1,
+        2,
+        1,
+    ]
     rows = data.load_problems(str(LOCAL / "problem_only.jsonl"))
     assert rows == [{"question": "What is 6 / 3?", "answer": "2"}, {"question": "What is 9 - 1?", "answer": "8"}]
 
@@ -159,7 +171,10 @@ def test_limit_seed_gives_stable_subsets(tmp_path):
 
 def test_toy_names_are_delegated():
     toytask = pytest.importorskip("toytask")
-    assert data.load_problems("toy", "test", limit=5, seed=1) == toytask.load_problems("toy", "test", 5, 1)
+    subset = data.load_problems("toy", "test", limit=5, seed=1)
+    everything = toytask.load_problems("toy", "test")
+    assert subset == data._subset(everything, 5, 1) and len(subset) == 5
+    assert [everything.index(r) for r in subset] == sorted(everything.index(r) for r in subset)  # in order
     assert data.default_template("toy-aligned") == toytask.PROMPT_TEMPLATE
     assert data.default_template("math500") == data.COT_TEMPLATE
 
@@ -176,8 +191,10 @@ def make_tokenizer(chat_template):
     return tok
 
 
-CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 
 
 def test_build_prompt_uses_chat_template():

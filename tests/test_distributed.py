@@ -18,10 +18,10 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import policy_gradient_step
 
 import distributed
 import trainer
+from conftest import policy_gradient_step
 from rollout import Rollout
 
 pytestmark = pytest.mark.slow  # two spawned processes, each importing torch and transformers: ~30-50 s on 2 cores
@@ -38,9 +38,28 @@ TIMING = ("step_time", "tokens_per_s")
 
 
 def make_run(out, aggregation, micro_batch, updates_per_batch=1, kl_coef=0.0):
-    args = ["--device", "cpu", "--prompts-per-step", str(PROMPTS), "--group-size", str(G), "--max-new-tokens", "24",
-            "--eval-problems", "8", "--aggregation", aggregation, "--micro-batch", str(micro_batch),
-            "--updates-per-batch", str(updates_per_batch), "--kl-coef", str(kl_coef), "--out", out]
+    args = [
+        "--device",
+        "cpu",
+        "--prompts-per-step",
+        str(PROMPTS),
+        "--group-size",
+        str(G),
+        "--max-new-tokens",
+        "24",
+        "--eval-problems",
+        "8",
+        "--aggregation",
+        aggregation,
+        "--micro-batch",
+        str(micro_batch),
+        "--updates-per-batch",
+        str(updates_per_batch),
+        "--kl-coef",
+        str(kl_coef),
+        "--out",
+        out,
+    ]
     p = trainer.parser("x", out)
     return trainer.Run(p.parse_args(args), p)
 
@@ -55,19 +74,31 @@ def rows(x, sl):
 def step(run, batch):
     """One policy-gradient step on `batch`, then `Run.metrics`; returns what the two sides must agree on."""
     loss, grad_norm = policy_gradient_step(run, batch["roll"], batch["A"], batch["logp"], batch["ref_logp"])
-    metrics = run.metrics(batch["roll"], batch["r"], batch["R"], batch["ref_logp"], batch["logp"], batch["entropy"],
-                          batch["no_answer"], loss, grad_norm, t0=0.0)
-    return {"loss": metrics["loss"], "grad_norm": grad_norm,  # metrics["loss"]: summed over ranks
-            "metrics": {k: v for k, v in metrics.items() if k not in TIMING},
-            "params": {n: p.detach().clone() for n, p in run.policy.named_parameters()},
-            "grads": {n: p.grad.clone() for n, p in run.policy.named_parameters()}}
+    metrics = run.metrics(
+        batch["roll"],
+        batch["r"],
+        batch["R"],
+        batch["ref_logp"],
+        batch["logp"],
+        batch["entropy"],
+        batch["no_answer"],
+        loss,
+        grad_norm,
+        t0=0.0,
+    )
+    return {
+        "loss": metrics["loss"],
+        "grad_norm": grad_norm,  # metrics["loss"]: summed over ranks
+        "metrics": {k: v for k, v in metrics.items() if k not in TIMING},
+        "params": {n: p.detach().clone() for n, p in run.policy.named_parameters()},
+        "grads": {n: p.grad.clone() for n, p in run.policy.named_parameters()},
+    }
 
 
 def _worker(rank, port, batch, out):
     """One rank: join a gloo group as torchrun would set it up, then run every case on this rank's half."""
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
     dist = distributed.setup(torch.device("cpu"))
     assert dist.world == WORLD and dist.rank == rank
     distributed.setup = lambda device: dist  # one process group, reused by the fresh Run of every case

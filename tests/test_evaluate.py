@@ -54,7 +54,13 @@ def test_maj_at_k_matches_exact_enumeration_with_ties_and_missing_answers():
 
 def test_summarize_reports_every_metric():
     records = [
-        {"scores": [1, 0, 0, 1], "answers": ["4", "5", "5", "4"], "lengths": [10, 3, 3, 12], "truncated": [0, 0, 0, 1], "level": 1},
+        {
+            "scores": [1, 0, 0, 1],
+            "answers": ["4", "5", "5", "4"],
+            "lengths": [10, 3, 3, 12],
+            "truncated": [0, 0, 0, 1],
+            "level": 1,
+        },
         {"scores": [0, 0, 0, 0], "answers": [None, "2", "2", "2"], "lengths": [5, 5, 5, 5], "truncated": [0] * 4, "level": 2},
     ]
     greedy = [{"scores": [1]}, {"scores": [0]}]

@@ -12,14 +12,28 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT
 
 import data
 import trainer
+from conftest import ROOT
 from run_folder import RunFolder
 
-SMALL = ["--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "8", "--eval-problems", "4",
-         "--eval-every", "2", "--micro-batch", "8", "--save-every", "2"]
+SMALL = [
+    "--prompts-per-step",
+    "2",
+    "--group-size",
+    "2",
+    "--max-new-tokens",
+    "8",
+    "--eval-problems",
+    "4",
+    "--eval-every",
+    "2",
+    "--micro-batch",
+    "8",
+    "--save-every",
+    "2",
+]
 
 
 def script(name, *args, wait=True, **kw):
@@ -35,20 +49,48 @@ def last_line(proc):
 
 
 def snapshot(folder):
-    return {os.path.relpath(os.path.join(d, f), folder): os.path.getsize(os.path.join(d, f))
-            for d, _, files in os.walk(folder) for f in files if f != ".lock"}
+    return {
+        os.path.relpath(os.path.join(d, f), folder): os.path.getsize(os.path.join(d, f))
+        for d, _, files in os.walk(folder)
+        for f in files
+        if f != ".lock"
+    }
 
 
 # -----------------------------------------------------------------------------
 # options are checked when parsed
 
 
-BAD_OPTIONS = [["--steps", "-5"], ["--steps", "0"], ["--keep", "-1"], ["--keep", "0"], ["--top-p", "0"], ["--top-p", "1.5"],
-               ["--group-size", "1"], ["--save-every", "0"], ["--eval-every", "0"], ["--micro-batch", "0"],
-               ["--max-new-tokens", "0"], ["--lr", "nan"], ["--lr", "inf"], ["--lr", "-1e-6"], ["--grad-clip", "nan"],
-               ["--grad-clip", "0"], ["--temperature", "-1"], ["--kl-coef", "inf"], ["--clip-eps", "1"],
-               ["--updates-per-batch", "0"], ["--prompts-per-step", "0"], ["--rollout-batch", "0"], ["--top-k", "-2"],
-               ["--weight-decay", "nan"], ["--warmup", "-1"], ["--eval-problems", "0"], ["--seed", "-3"], ["--steps", "abc"]]
+BAD_OPTIONS = [
+    ["--steps", "-5"],
+    ["--steps", "0"],
+    ["--keep", "-1"],
+    ["--keep", "0"],
+    ["--top-p", "0"],
+    ["--top-p", "1.5"],
+    ["--group-size", "1"],
+    ["--save-every", "0"],
+    ["--eval-every", "0"],
+    ["--micro-batch", "0"],
+    ["--max-new-tokens", "0"],
+    ["--lr", "nan"],
+    ["--lr", "inf"],
+    ["--lr", "-1e-6"],
+    ["--grad-clip", "nan"],
+    ["--grad-clip", "0"],
+    ["--temperature", "-1"],
+    ["--kl-coef", "inf"],
+    ["--clip-eps", "1"],
+    ["--updates-per-batch", "0"],
+    ["--prompts-per-step", "0"],
+    ["--rollout-batch", "0"],
+    ["--top-k", "-2"],
+    ["--weight-decay", "nan"],
+    ["--warmup", "-1"],
+    ["--eval-problems", "0"],
+    ["--seed", "-3"],
+    ["--steps", "abc"],
+]
 
 
 @pytest.mark.parametrize("bad", BAD_OPTIONS, ids=lambda b: " ".join(b))
@@ -73,11 +115,14 @@ def test_evaluate_options_are_checked_too():
 def test_a_folder_is_locked_by_its_run(tmp_path):
     first = RunFolder(str(tmp_path / "run"))
     first.claim(resume=False, overwrite=False)
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from run_folder import RunFolder; "
-            "RunFolder(sys.argv[2]).claim(resume=True, overwrite=False)")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from run_folder import RunFolder; "
+        "RunFolder(sys.argv[2]).claim(resume=True, overwrite=False)"
+    )
     proc = subprocess.run([sys.executable, "-c", code, ROOT, str(tmp_path / "run")], capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.strip() == (
-        f"error: another run is using {tmp_path / 'run'} (pid {os.getpid()}); wait for it to end or choose another --out")
+        f"error: another run is using {tmp_path / 'run'} (pid {os.getpid()}); wait for it to end or choose another --out"
+    )
 
 
 def log_lines(n):
@@ -195,8 +240,12 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
 
 
 def test_local_json_answers_keep_their_spelling(tmp_path):
-    rows = [{"question": "a", "answer": 9007199254740993}, {"question": "b", "answer": 1e25},
-            {"question": "c", "answer": 0.1}, {"question": "d", "answer": "025"}]
+    rows = [
+        {"question": "a", "answer": 9007199254740993},
+        {"question": "b", "answer": 1e25},
+        {"question": "c", "answer": 0.1},
+        {"question": "d", "answer": "025"},
+    ]
     path = tmp_path / "golds.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows).replace("1e+25", "1e25") + "\n")
     assert [r["answer"] for r in data.load_problems(str(path))] == ["9007199254740993", "1e25", "0.1", "025"]
@@ -205,8 +254,16 @@ def test_local_json_answers_keep_their_spelling(tmp_path):
     assert [r["answer"] for r in data.load_problems(str(path))] == ["12345678901234567890123", "2.50"]
 
 
-@pytest.mark.parametrize("content,says", [("", "holds no rows"), ("42", "holds no rows"), ('"text"', "holds no rows"),
-                                          ("[1, 2]", "holds no rows"), ("{not json", "not valid JSON")])
+@pytest.mark.parametrize(
+    "content,says",
+    [
+        ("", "holds no rows"),
+        ("42", "holds no rows"),
+        ('"text"', "holds no rows"),
+        ("[1, 2]", "holds no rows"),
+        ("{not json", "not valid JSON"),
+    ],
+)
 def test_empty_or_scalar_files_are_one_line(tmp_path, content, says):
     path = tmp_path / "bad.jsonl"
     path.write_text(content)

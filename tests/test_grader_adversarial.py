@@ -1,6 +1,7 @@
 """The task reward cannot be gamed: tests/adversarial.py's cases (overflowing and infinite values against
 ordinary golds, big equal and big different numbers, false and true identities, hedges) all get the
 reward they deserve from the built-in grader, on the main thread and off it."""
+
 import threading
 import time
 
@@ -28,8 +29,19 @@ def test_one_fixed_response_cannot_score_on_every_problem():
 
 
 def test_more_forms_that_are_no_ordinary_number():
-    for pred in [r"\cosh(1000)", r"\sinh(10000)", r"\tan(\pi/2)", r"\log(0)", r"\frac{1}{\sin(\pi)}",
-                 r"e^{1000!}", r"10^{10^{3}}", "1000!", r"e^{1000 i}", r"\exp(5000)", r"9^{9^{9}}"]:
+    for pred in [
+        r"\cosh(1000)",
+        r"\sinh(10000)",
+        r"\tan(\pi/2)",
+        r"\log(0)",
+        r"\frac{1}{\sin(\pi)}",
+        r"e^{1000!}",
+        r"10^{10^{3}}",
+        "1000!",
+        r"e^{1000 i}",
+        r"\exp(5000)",
+        r"9^{9^{9}}",
+    ]:
         for gold in ["5", "0", r"\frac{1}{2}", "x"]:
             assert not answers_match(pred, gold), (pred, gold)
 

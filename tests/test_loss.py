@@ -37,11 +37,14 @@ MASK = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
 PER_TOKEN = torch.tensor([[1.0, 3.0, 9.0, 9.0], [2.0, 2.0, 2.0, 6.0]])
 
 
-@pytest.mark.parametrize("aggregation,expected", [
-    ("token", (1 + 3 + 2 + 2 + 2 + 6) / 6),                # all valid tokens weigh the same
-    ("sequence", ((1 + 3) / 2 + (2 + 2 + 2 + 6) / 4) / 2),  # every response weighs the same
-    ("constant", (1 + 3 + 2 + 2 + 2 + 6) / (2 * 8)),       # Dr. GRPO with max_len = 8
-])
+@pytest.mark.parametrize(
+    "aggregation,expected",
+    [
+        ("token", (1 + 3 + 2 + 2 + 2 + 6) / 6),  # all valid tokens weigh the same
+        ("sequence", ((1 + 3) / 2 + (2 + 2 + 2 + 6) / 4) / 2),  # every response weighs the same
+        ("constant", (1 + 3 + 2 + 2 + 2 + 6) / (2 * 8)),  # Dr. GRPO with max_len = 8
+    ],
+)
 def test_aggregations_by_hand(aggregation, expected):
     w = token_weights(MASK, aggregation, total_tokens=6, total_sequences=2, max_len=8)
     assert (w[~MASK] == 0).all()

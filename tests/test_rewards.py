@@ -30,11 +30,12 @@ def test_tilted_adds_task_reward():
 
 def test_length_normalisations():
     torch.testing.assert_close(sequence_reward("sharpen", r, ref, pi, L, normalization="mean"), ref / L)
-    torch.testing.assert_close(sequence_reward("sharpen", r, ref, pi, L, alpha=2.0, normalization="power", length_power=0.5),
-                               2.0 * ref / L.float().sqrt())
+    torch.testing.assert_close(
+        sequence_reward("sharpen", r, ref, pi, L, alpha=2.0, normalization="power", length_power=0.5),
+        2.0 * ref / L.float().sqrt(),
+    )
     # tempered: the normalised alpha * log pi_ref, and -log pi_theta as it is
-    torch.testing.assert_close(sequence_reward("tempered", r, ref, pi, L, alpha=3.0, normalization="mean"),
-                               3.0 * ref / L - pi)
+    torch.testing.assert_close(sequence_reward("tempered", r, ref, pi, L, alpha=3.0, normalization="mean"), 3.0 * ref / L - pi)
 
 
 def test_unknown_mode_or_normalization_says_what_is_expected():

@@ -3,10 +3,10 @@ model.generate, against teacher forcing, and against each other."""
 
 import pytest
 import torch
-from conftest import tiny_qwen
 
 import fast_rollout
 import rollout as plain_rollout
+from conftest import tiny_qwen
 from evaluate import cat_rollouts
 from fast_rollout import _decoding_step, _model_step, draw, llama_step
 from fast_rollout import rollout as fast
@@ -21,9 +21,10 @@ PROMPTS = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14], [20, 21, 22, 23]]
 
 def generate_greedy(model, prompts, max_new_tokens):
     ids, mask = left_pad(prompts, 0, "cpu")
-    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                         eos_token_id=1, pad_token_id=0)
-    return out[:, ids.shape[1]:]
+    out = model.generate(
+        input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=1, pad_token_id=0
+    )
+    return out[:, ids.shape[1] :]
 
 
 @SAMPLERS
@@ -41,7 +42,9 @@ def test_greedy_equals_generate(rollout, vocab_size):
 def test_a_group_shares_one_prefill():
     model = tiny_qwen()
     prefill_rows = []
-    model.model.register_forward_pre_hook(lambda module, args, kwargs: prefill_rows.append(kwargs["input_ids"].shape), with_kwargs=True)
+    model.model.register_forward_pre_hook(
+        lambda module, args, kwargs: prefill_rows.append(kwargs["input_ids"].shape), with_kwargs=True
+    )
     roll = rollout(model, [p for p in PROMPTS for _ in range(3)], 16, [1], 0, temperature=0)
     assert prefill_rows[0] == (len(PROMPTS), 6)  # one prefill row per distinct prompt, not per sample
     expected = generate_greedy(model, [p for p in PROMPTS for _ in range(3)], 16)
@@ -65,11 +68,27 @@ def other_architecture(name):
     from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
     torch.manual_seed(0)
-    shape = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, max_position_embeddings=256, eos_token_id=1, pad_token_id=0, bos_token_id=None)
+    shape = dict(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        eos_token_id=1,
+        pad_token_id=0,
+        bos_token_id=None,
+    )
     if name == "llama3-rope":  # Llama 3's frequency-dependent rotary scaling, and biases on q/k/v/o
-        rope = dict(rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
-                    original_max_position_embeddings=16)
+        rope = dict(
+            rope_type="llama3",
+            rope_theta=500000.0,
+            factor=8.0,
+            low_freq_factor=1.0,
+            high_freq_factor=4.0,
+            original_max_position_embeddings=16,
+        )
         return LlamaForCausalLM(LlamaConfig(**shape, rope_parameters=rope, attention_bias=True)).eval()
     if name == "qwen3":  # per-head RMSNorm of queries and keys, head_dim set apart from hidden / heads
         return Qwen3ForCausalLM(Qwen3Config(**shape, head_dim=16)).eval()
@@ -267,17 +286,25 @@ def stops_early():
     return model
 
 
-@pytest.mark.parametrize("case", ["sampled", "greedy", "top-k/p", "fixed-length", "groups", "rows-stop-early",
-                                  "qwen3", "llama3-rope", "sliding-window"])
+@pytest.mark.parametrize(
+    "case",
+    ["sampled", "greedy", "top-k/p", "fixed-length", "groups", "rows-stop-early", "qwen3", "llama3-rope", "sliding-window"],
+)
 def test_fast_rollout_equals_the_plain_one(case):
     """fp32: the same tokens (greedy and seeded samples), log-probs and entropies to 1e-5."""
-    model = {"rows-stop-early": stops_early, "qwen3": lambda: other_architecture("qwen3"),
-             "llama3-rope": lambda: other_architecture("llama3-rope"),
-             "sliding-window": lambda: tiny_qwen(use_sliding_window=True, sliding_window=4, max_window_layers=1)}.get(case, tiny_qwen)()
+    model = {
+        "rows-stop-early": stops_early,
+        "qwen3": lambda: other_architecture("qwen3"),
+        "llama3-rope": lambda: other_architecture("llama3-rope"),
+        "sliding-window": lambda: tiny_qwen(use_sliding_window=True, sliding_window=4, max_window_layers=1),
+    }.get(case, tiny_qwen)()
     prompts = [[i + 2, i + 3] for i in range(24)] if case == "rows-stop-early" else PROMPTS * 3
     prompts = [p for p in PROMPTS for _ in range(4)] if case == "groups" else prompts
-    kw = {"greedy": dict(temperature=0), "top-k/p": dict(top_k=6, top_p=0.8, temperature=0.7),
-          "fixed-length": dict(ignore_eos=True)}.get(case, {})
+    kw = {
+        "greedy": dict(temperature=0),
+        "top-k/p": dict(top_k=6, top_p=0.8, temperature=0.7),
+        "fixed-length": dict(ignore_eos=True),
+    }.get(case, {})
     a = plain_rollout.rollout(model, prompts, 24, [1], 0, generator=torch.Generator().manual_seed(3), **kw)
     b = fast(model, prompts, 24, [1], 0, generator=torch.Generator().manual_seed(3), **kw)
     assert torch.equal(a.sequences, b.sequences) and torch.equal(a.response_mask, b.response_mask)

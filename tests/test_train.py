@@ -9,20 +9,34 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 TOY = os.path.join(ROOT, "toy_models", "toy")
-SMALL = ["--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "16", "--eval-problems", "8",
-         "--eval-every", "2", "--micro-batch", "8"]
+SMALL = [
+    "--prompts-per-step",
+    "4",
+    "--group-size",
+    "4",
+    "--max-new-tokens",
+    "16",
+    "--eval-problems",
+    "8",
+    "--eval-every",
+    "2",
+    "--micro-batch",
+    "8",
+]
 TIMING = ("step_time", "tokens_per_s")
 
 
 def run(script, *args, check=True, **kw):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, **kw)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, env=env, capture_output=True, text=True, **kw
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -54,8 +68,23 @@ def test_two_steps_change_every_parameter_and_log_every_metric(tmp_path):
     log = read_log(out)
     assert [row["step"] for row in log] == [0, 1, 2]  # step 0: the base model's evaluation
     assert log[1]["lr"] == pytest.approx(3e-4 * 0.1)  # the lr step 1's update used (warm-up starts at 0.1 x lr)
-    for key in ("reward", "reward_std", "accuracy", "no_answer", "logp_ref", "logp_ref_per_token", "length", "truncated",
-                "zero_std_groups", "entropy", "kl", "grad_norm", "step_time", "tokens_per_s", "eval_accuracy"):
+    for key in (
+        "reward",
+        "reward_std",
+        "accuracy",
+        "no_answer",
+        "logp_ref",
+        "logp_ref_per_token",
+        "length",
+        "truncated",
+        "zero_std_groups",
+        "entropy",
+        "kl",
+        "grad_norm",
+        "step_time",
+        "tokens_per_s",
+        "eval_accuracy",
+    ):
         assert key in log[-1], key
 
 
@@ -71,8 +100,13 @@ def test_kill_and_resume_gives_the_same_run(tmp_path):
     run("train_task.py", "--out", straight, *args)
     # Start the same run, SIGKILL it once the step-3 checkpoint is complete, then resume.
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "train_task.py", "--out", killed, *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "train_task.py", "--out", killed, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     marker = os.path.join(killed, "step_000003", "COMPLETE")
     while not os.path.exists(marker) and proc.poll() is None:
         time.sleep(0.01)
@@ -90,8 +124,14 @@ def test_kill_and_resume_gives_the_same_run(tmp_path):
 def test_sigterm_saves_a_checkpoint_first(tmp_path):
     out = str(tmp_path / "run")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "train_task.py", "--out", out, "--steps", "50", "--save-every", "100", *SMALL],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "train_task.py", "--out", out, "--steps", "50", "--save-every", "100", *SMALL],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while not os.path.exists(os.path.join(out, "log.jsonl")) and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -106,8 +146,20 @@ def test_checkpoint_loads_in_evaluate(tmp_path):
     run("train_task.py", "--steps", "1", "--out", out, *SMALL)
     ckpt = os.path.join(out, "step_000001")
     AutoModelForCausalLM.from_pretrained(ckpt)
-    proc = run("evaluate.py", "--dataset", "toy", "--limit", "8", "--n", "4", "--compare", f"base={TOY}", f"task={out}",
-               "--out", str(tmp_path / "cmp.json"))
+    proc = run(
+        "evaluate.py",
+        "--dataset",
+        "toy",
+        "--limit",
+        "8",
+        "--n",
+        "4",
+        "--compare",
+        f"base={TOY}",
+        f"task={out}",
+        "--out",
+        str(tmp_path / "cmp.json"),
+    )
     assert "pass@4" in proc.stdout and "maj@4" in proc.stdout
     results = json.load(open(tmp_path / "cmp.json"))
     assert set(results) == {"base", "task"} and 0 <= results["task"]["pass@1"] <= 1
@@ -117,11 +169,23 @@ def test_torchrun_two_processes(tmp_path):
     out = str(tmp_path / "ddp")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd + ["train_task.py", "--steps", "1", "--out", out, *SMALL], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        cmd + ["train_task.py", "--steps", "1", "--out", out, *SMALL],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [row["step"] for row in read_log(out)] == [0, 1]  # rank 0 alone writes the log
-    proc = subprocess.run(cmd + ["evaluate.py", "--dataset", "toy", "--limit", "6", "--samples", "2"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        cmd + ["evaluate.py", "--dataset", "toy", "--limit", "6", "--samples", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '"problems": 6' in proc.stdout  # both ranks' problems were gathered

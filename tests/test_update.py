@@ -4,15 +4,16 @@ changes nothing."""
 
 import pytest
 import torch
-from conftest import policy_gradient_step
 
 import trainer
+from conftest import policy_gradient_step
 
 
 def make_run(out, *extra):
     p = trainer.parser("test", out)
-    args = p.parse_args(["--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "12", "--eval-problems", "4",
-                         "--out", out, *extra])
+    args = p.parse_args(
+        ["--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "12", "--eval-problems", "4", "--out", out, *extra]
+    )
     return trainer.Run(args, p)
 
 
@@ -86,5 +87,18 @@ def test_micro_batches_take_the_same_step_as_one_batch(tmp_path):
         policy_gradient_step(run, roll, torch.linspace(-1, 1, len(r)), logp, ref_logp)
         params.append([p.detach().clone() for p in run.policy.parameters()])
     assert not any(torch.equal(a, b) for a, b in zip(start, params[1]))
+    for a, b in zip(*params):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_gradient_checkpointing_takes_the_same_step(tmp_path):
+    params = []
+    for extra in ([], ["--gradient-checkpointing"]):
+        run = make_run(str(tmp_path / str(len(extra))), *extra)
+        roll, r, _ = run.sample(run.prompts(0), 0)
+        ref_logp = run.score(run.ref, roll)
+        logp, _ = run.policy_logprobs(roll, fresh=False)
+        policy_gradient_step(run, roll, torch.linspace(-1, 1, len(r)), logp, ref_logp)
+        params.append([p.detach().clone() for p in run.policy.parameters()])
     for a, b in zip(*params):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
