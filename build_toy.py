@@ -9,7 +9,6 @@ Both are saved with save_pretrained, so they load exactly like a hub model. The 
 repo so the main job starts at once; this script is how they were made (same seed, same model).
 """
 
-import argparse
 import os
 import random
 import time
@@ -18,6 +17,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+import options
 import toytask
 from model import TOY_MODELS, response_logprobs
 from rollout import left_pad
@@ -89,13 +89,13 @@ def train(variant, steps, batch_size, lr, seed, log_every=100):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variant", choices=sorted(toytask.VARIANTS), action="append", help="default: all variants")
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=TOY_MODELS, help="folder that receives one sub-folder per variant")
+    p = options.Parser(__doc__)
+    p.add("--variant", choices=sorted(toytask.VARIANTS), action="append", help="default: all variants")
+    p.add("--steps", type=options.COUNT, default=1500)
+    p.add("--batch-size", type=options.COUNT, default=64)
+    p.add("--lr", type=options.POSITIVE, default=3e-3)
+    p.add("--seed", type=options.NATURAL, default=0)
+    p.add("--out", default=TOY_MODELS, help="folder that receives one sub-folder per variant")
     args = p.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     for variant in args.variant or sorted(toytask.VARIANTS):

@@ -14,8 +14,7 @@ same distribution), used by default. Nothing here changes what is sampled; read 
 * the loop looks at "which rows are done?" every `sync_every` tokens (8 on a GPU, where that look makes the
   host wait for the device; every token on a CPU, where it is free); at each look, finished rows leave the
   batch and the KV cache (_compact: only the rows that move are copied), so long-tailed batches stop paying
-  for rows that have already stopped. The random numbers of every row are still drawn (draw), so the samples
-  are the ones rollout.py draws.
+  for rows that have already stopped. Each running row still gets the random numbers rollout.py gives it (draw).
 
 It leans on transformers' cache internals (StaticCache's layers, StaticLayer.lazy_initialization): a newer
 transformers may break it; rollout.py uses only the model's forward and DynamicCache. `--plain-rollout` on the
@@ -46,17 +45,17 @@ def _distinct(prompt_ids):
     return firsts, inverse
 
 
-def draw(probs, rows, batch_size, generator=None):
+def draw(probs, rank=None, generator=None):
     """
-    One token for each running row from probabilities [running rows, vocab], by the exponential race: with
-    E_i ~ Exp(1) independent, argmax_i p_i / E_i is token i with probability p_i. The noise is drawn for every
-    row of the whole batch, finished or not, and the running rows take theirs: the generator advances exactly
-    as under rollout.py's torch.multinomial over the whole batch, which on a CPU draws this very token (tested).
-    The floor on E keeps a banned token (p_i = 0) from ever winning by 0 / 0.
+    One token per running row from probabilities [running rows, vocab], by the exponential race: with
+    E_i ~ Exp(1) independent, argmax_i p_i / E_i is token i with probability p_i. The noise rows are handed out
+    in the rows' original order (`rank`: each running row's place in it; None when the batch is still in
+    order), so the generator gives each row what rollout.py's torch.multinomial over the running rows gives it,
+    which on a CPU draws this very token (tested). The floor on E keeps a banned token (p_i = 0) from ever
+    winning by 0 / 0.
     """
-    e = torch.empty((batch_size, probs.shape[-1]), device=probs.device, dtype=probs.dtype)
-    e = e.exponential_(generator=generator).clamp_(min=torch.finfo(probs.dtype).tiny)
-    return (probs / e[rows]).argmax(-1)
+    e = torch.empty_like(probs).exponential_(generator=generator).clamp_(min=torch.finfo(probs.dtype).tiny)
+    return (probs / (e if rank is None else e[rank])).argmax(-1)
 
 
 class _PrefixLayer(StaticLayer):
@@ -186,11 +185,12 @@ def rollout(
             logits = logits[inverse]
         position = position[:, -1:]
         rows = torch.arange(B, device=device)  # which original row each running row is
+        rank = None  # each running row's place among them in the original order (None: they are in order)
         finished = torch.zeros(B, dtype=torch.bool, device=device)  # per running row
         for t in range(max_new_tokens):
             logp = sampling_logprobs(logits, max(temperature, 1e-5), top_k, top_p)
             probs = logp.exp()
-            token = logp.argmax(-1) if temperature == 0 else draw(probs, rows, B, generator)
+            token = logp.argmax(-1) if temperature == 0 else draw(probs, rank, generator)
             token = token.masked_fill(finished, pad_id)
             tokens[rows, t] = token
             logprobs[rows, t] = logp.gather(-1, token[:, None]).squeeze(-1)
@@ -205,6 +205,7 @@ def rollout(
                     break
                 if not running.all():
                     rows, token, position, mask, finished = _compact(running, cache, rows, token, position, mask, finished)
+                    rank = rows.argsort().argsort()
             position = position + 1
             logits = step(model, token, mask[..., : P + t + 1], position, cache, plan)
     return finish(prompt, prompt_mask, tokens, logprobs, entropy, eos, ignore_eos)

@@ -103,8 +103,12 @@ def rollout(
     for t in range(max_new_tokens):
         logp = sampling_logprobs(logits, max(temperature, 1e-5), top_k, top_p)
         probs = logp.exp()
-        token = logp.argmax(-1) if temperature == 0 else torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        token = token.masked_fill(finished, pad_id)  # a finished row only pads
+        running = ~finished
+        token = torch.full_like(finished, pad_id, dtype=torch.long)  # a finished row only pads
+        if temperature == 0:
+            token[running] = logp[running].argmax(-1)
+        else:  # one draw for each row still running, in row order
+            token[running] = torch.multinomial(probs[running], 1, generator=generator).squeeze(-1)
         tokens.append(token)
         logprobs.append(logp.gather(-1, token[:, None]).squeeze(-1))  # log pi(y_t | x, y_<t)
         entropy.append(torch.special.entr(probs).sum(-1))  # -sum_v p_v log p_v
