@@ -1,0 +1,98 @@
+"""
+The course: for each exercise, its handout, the functions a student writes (blanked in the handout copy by
+make_handout.py) and the tests that grade it (pytest -m exercise_N selects them: tests/conftest.py marks them
+from this table). tests/test_exercises.py builds the student copy and checks that exactly these tests fail
+there, each with its exercise's NotImplementedError, and that the rest pass: the course cannot drift from
+the code.
+"""
+
+from typing import NamedTuple
+
+
+class Exercise(NamedTuple):
+    number: int
+    handout: str  # file in exercises/
+    functions: tuple  # ("module.py", "function") pairs whose bodies the student writes
+    graded: tuple  # the fast tests (file::test; a parametrized test by its name) that need it: they grade it
+    minutes: int
+
+
+EXERCISES = (
+    Exercise(
+        1,
+        "1-leave-one-out.md",
+        (("loss.py", "group_advantages"),),
+        (
+            "tests/test_loss.py::test_leave_one_out_advantages_by_hand",
+            "tests/test_loss.py::test_leave_one_out_is_a_rescaled_mean_baseline",
+            "tests/test_loss.py::test_grpo_std_normalisation_and_zero_variance_groups",
+            "tests/test_theory.py::test_training_reaches_the_closed_form",
+            "tests/test_theory.py::test_fixed_length_control_closes_the_length_channel",
+            "tests/test_theory.py::test_covariance_condition",
+        ),
+        60,
+    ),
+    Exercise(
+        2,
+        "2-aggregation.md",
+        (("loss.py", "token_weights"),),
+        (
+            "tests/test_loss.py::test_aggregations_by_hand",
+            "tests/test_loss.py::test_weights_of_micro_batches_add_up_to_the_whole",
+            "tests/test_loss.py::test_on_policy_gradient_is_minus_advantage_times_weight",
+            "tests/test_update.py::test_nan_steps_are_skipped_then_stop_the_run",
+            "tests/test_update.py::test_micro_batches_take_the_same_step_as_one_batch",
+            "tests/test_update.py::test_gradient_checkpointing_takes_the_same_step",
+        ),
+        60,
+    ),
+    Exercise(
+        3,
+        "3-sharpening-reward.md",
+        (("rewards.py", "sequence_reward"),),
+        (
+            "tests/test_rewards.py::test_task_reward_is_correctness",
+            "tests/test_rewards.py::test_sharpen_is_alpha_log_pi_ref",
+            "tests/test_rewards.py::test_tempered_is_alpha_log_pi_ref_minus_log_pi",
+            "tests/test_rewards.py::test_tilted_adds_task_reward",
+            "tests/test_rewards.py::test_length_normalisations",
+            "tests/test_rewards.py::test_unknown_mode_or_normalization_says_what_is_expected",
+            "tests/test_theory.py::test_kl_regularised_likelihood_reward_is_a_scaled_tempered_reward",
+            "tests/test_theory.py::test_training_reaches_the_closed_form",
+            "tests/test_theory.py::test_fixed_length_control_closes_the_length_channel",
+            "tests/test_theory.py::test_covariance_condition",
+        ),
+        60,
+    ),
+    Exercise(
+        4,
+        "4-pass-at-k.md",
+        (("evaluate.py", "pass_at_k"),),
+        (
+            "tests/test_evaluate.py::test_pass_at_k_equals_enumeration_of_subsets",
+            "tests/test_evaluate.py::test_summarize_reports_every_metric",
+        ),
+        45,
+    ),
+    Exercise(
+        5,
+        "5-fixed-length.md",
+        (("theory.py", "all_responses"),),
+        (
+            "tests/test_theory.py::test_listing_sampler_and_log_probs_agree",
+            "tests/test_theory.py::test_kl_regularised_likelihood_reward_is_a_scaled_tempered_reward",
+            "tests/test_theory.py::test_training_reaches_the_closed_form",
+            "tests/test_theory.py::test_power_distribution_gets_shorter_as_alpha_grows",
+            "tests/test_theory.py::test_fixed_length_control_closes_the_length_channel",
+            "tests/test_theory.py::test_covariance_condition",
+        ),
+        60,
+    ),
+    Exercise(6, "6-your-reward.md", (), (), 75),  # a reward of the student's design, with the test they write
+)
+
+
+def graded_by(nodeid):
+    """The exercises whose graded tests include this test (a parametrized case counts under its test's name)."""
+    base = nodeid.split("[")[0]
+    return [e.number for e in EXERCISES if base in e.graded]
