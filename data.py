@@ -228,26 +228,30 @@ def _load_local(path: Path, question_key: str | None, answer_key: str | None) ->
     return _to_rows(records, str(path), question, (answer_key or "answer",), as_is, extras)
 
 
-def drop_long_prompts(rows: list[dict], tokenizer, template: str, max_prompt_tokens: int | None, what: str) -> list[dict]:
-    """The rows whose prompt leaves room for the response in the model's positions; the others are dropped
-    here, at load time, with a count (rather than sampled past the model's positions)."""
-    if max_prompt_tokens is None:
+def drop_long_prompts(rows: list[dict], tokenizer, template: str, config, max_new_tokens: int, what: str) -> list[dict]:
+    """The rows whose prompt leaves room for a response of max_new_tokens in the model's positions
+    (config.max_position_embeddings); the others are dropped here, at load time, with a count, rather than
+    sampled past the model's positions."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
         return rows
-    if max_prompt_tokens < 1:
-        raise SystemExit("error: --max-new-tokens leaves no room for a prompt in the model's positions")
+    room = positions - max_new_tokens
+    if room < 1:
+        raise SystemExit(
+            f"error: --max-new-tokens {max_new_tokens} leaves no room for a prompt in the model's {positions} positions"
+        )
     kept = [
         row
         for row in rows
-        if len(tokenizer.encode(build_prompt(tokenizer, row["question"], template), add_special_tokens=False))
-        <= max_prompt_tokens
+        if len(tokenizer.encode(build_prompt(tokenizer, row["question"], template), add_special_tokens=False)) <= room
     ]
     if len(kept) < len(rows):
         warnings.warn(
-            f"{what}: dropped {len(rows) - len(kept)} of {len(rows)} prompts longer than "
-            f"{max_prompt_tokens} tokens (the model's positions minus --max-new-tokens)"
+            f"{what}: dropped {len(rows) - len(kept)} of {len(rows)} prompts longer than {room} tokens "
+            f"(the model's positions minus --max-new-tokens)"
         )
     if not kept:
-        raise SystemExit(f"error: {what}: every prompt is longer than {max_prompt_tokens} tokens; lower --max-new-tokens")
+        raise SystemExit(f"error: {what}: every prompt is longer than {room} tokens; lower --max-new-tokens")
     return kept
 
 

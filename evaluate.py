@@ -90,7 +90,7 @@ def cat_rollouts(parts, pad_token_id):
             1,
         )
 
-    right = lambda name: torch.cat([F.pad(getattr(p, name), (0, response_width - p.response_mask.shape[1])) for p in parts])  # noqa: E731
+    right = lambda name: torch.cat([F.pad(getattr(p, name), (0, response_width - p.response_mask.shape[1])) for p in parts])
     return Rollout(
         sequences=torch.cat([pad(p.sequences, p, pad_token_id) for p in parts]),
         attention_mask=torch.cat([pad(p.attention_mask, p, 0) for p in parts]),
@@ -203,8 +203,7 @@ def evaluate_model(path, args, dist):
     model = load_model(path, dist.device)
     rows = load_or_exit(args.dataset, args.split, args.limit, args.seed, args.question_key, args.answer_key)
     template = args.template or default_template(args.dataset)
-    room = getattr(model.config, "max_position_embeddings", None)
-    rows = drop_long_prompts(rows, tokenizer, template, None if room is None else room - args.max_new_tokens, args.dataset)
+    rows = drop_long_prompts(rows, tokenizer, template, model.config, args.max_new_tokens, args.dataset)
     mine = rows[dist.rank :: dist.world]  # each rank evaluates its own slice of the problems
     grader = TaskGrader(args.dataset, args.grader)
     common = dict(

@@ -573,10 +573,6 @@ def _grade_here(response: str, gold: str, backend: str) -> list:
     return [float(bool(answers) and all(_match(a, gold) for a in answers)), key]
 
 
-def _match_here(pred: str, gold: str) -> bool:
-    return _match(pred, gold)
-
-
 def _in_worker(func: str, *args, timeout: float, default):
     """func(*args) in the grader's worker process, or `default` if it fails or overruns `timeout` seconds."""
     timeout = float(timeout)  # a bad timeout is a bug in the caller: raise here, not silently 0
@@ -592,7 +588,7 @@ def answers_match(pred: str, gold: str, timeout: float = 1.0) -> bool:
     """Is the answer `pred` equivalent to `gold`? Never raises; at most `timeout` seconds, on any thread."""
     if not isinstance(pred, str) or not isinstance(gold, str):
         return False
-    return _in_worker("_match_here", pred[-MAX_RESPONSE_CHARS:], gold, timeout=timeout, default=False)
+    return _in_worker("_match", pred[-MAX_RESPONSE_CHARS:], gold, timeout=timeout, default=False)
 
 
 def grade_and_answer(response: str, gold: str, backend: str = "builtin", timeout: float = 1.0):

@@ -115,10 +115,9 @@ class Run:
         self.tokenizer = load_tokenizer(args.model)
         base = load_model(args.model, dist.device)
         self.template = args.template or default_template(args.dataset)
-        room = getattr(base.config, "max_position_embeddings", None)
-        room = None if room is None else room - args.max_new_tokens
-        self.train_rows = drop_long_prompts(train_rows, self.tokenizer, self.template, room, "training set")
-        self.eval_rows = drop_long_prompts(eval_rows, self.tokenizer, self.template, room, "evaluation set")
+        fit = (self.tokenizer, self.template, base.config, args.max_new_tokens)
+        self.train_rows = drop_long_prompts(train_rows, *fit, "training set")
+        self.eval_rows = drop_long_prompts(eval_rows, *fit, "evaluation set")
         self.ref = frozen_copy(base, torch.bfloat16 if dist.device.type == "cuda" else None)
         if args.ref_on_cpu:
             self.ref.to("cpu")

@@ -287,12 +287,17 @@ def test_a_hub_name_without_network_says_what_to_do(monkeypatch):
 
 
 def test_prompts_too_long_for_the_model_are_dropped_with_a_count(toy_path):
+    from types import SimpleNamespace
+
     from model import load_tokenizer
 
     tok = load_tokenizer(toy_path)
+    config = SimpleNamespace(max_position_embeddings=28)  # 28 positions - 8 new tokens: room for 20
     rows = [{"question": "1+2", "answer": "3"}, {"question": "+".join(["1"] * 60), "answer": "60"}]
     with pytest.warns(UserWarning, match="dropped 1 of 2 prompts longer than 20 tokens"):
-        assert data.drop_long_prompts(rows, tok, "{problem}:", 20, "training set") == rows[:1]
+        assert data.drop_long_prompts(rows, tok, "{problem}:", config, 8, "training set") == rows[:1]
     with pytest.warns(UserWarning), pytest.raises(SystemExit, match="every prompt is longer"):
-        data.drop_long_prompts(rows[1:], tok, "{problem}:", 20, "training set")
-    assert data.drop_long_prompts(rows, tok, "{problem}:", None, "x") == rows
+        data.drop_long_prompts(rows[1:], tok, "{problem}:", config, 8, "training set")
+    with pytest.raises(SystemExit, match="leaves no room"):
+        data.drop_long_prompts(rows, tok, "{problem}:", config, 28, "training set")
+    assert data.drop_long_prompts(rows, tok, "{problem}:", SimpleNamespace(), 8, "x") == rows  # no limit known
