@@ -51,7 +51,7 @@ if run.start_step == 0:
 
 for step in run.steps():
     t0 = time.time()
-    # 1. sample G responses per prompt from pi_theta, and grade each: r in {0, 1}
+    # 1. sample G responses per prompt from pi_theta (rollout.py, or its fast twin) and grade each: r in {0, 1}
     roll, r, no_answer = run.sample(run.prompts(step), step)
 
     # 2. per-token log-probs of the samples: under the frozen pi_ref, and under pi_theta (the rollout's own
