@@ -424,7 +424,8 @@ class _Parser:
             if self.peek() == "^":  # \sin^2 x
                 self.take()
                 exponent = self.arg(signed=True)
-            value = _FUNCS[tok](self.power())
+            # \sin(x)^2 is (sin x)^2: parentheses right after the name hold the argument; \sin x^2 is sin(x^2)
+            value = _FUNCS[tok](self.atom() if self.peek() == "(" else self.power())
             return value if exponent is None else _guarded_pow(value, exponent)
         raise _Unparsable(tok)
 

@@ -428,3 +428,10 @@ def test_fuzz_grade_never_raises_and_is_bounded():
         reflexive += response == rf"so \boxed{{{gold}}}" and reward == 1.0
     assert worst < 2.0, f"slowest grade() call took {worst:.2f}s"
     assert reflexive > 100  # the fuzz really reaches the matching code, not only failures
+
+
+def test_a_power_after_a_functions_parentheses_is_the_functions():
+    assert answers_match(r"\sin(x)^2", r"\sin^2(x)")  # (sin x)^2, as written
+    assert answers_match(r"\sin x^2", r"\sin(x^2)")  # without parentheses the power stays with x
+    assert not answers_match(r"\sin(x)^2", r"\sin(x^2)")
+    assert answers_match(r"\log(2)x", r"x\log 2")
