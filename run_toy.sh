@@ -12,6 +12,10 @@ cd "$(dirname "$0")"
 variant=${1:-toy}
 seed=${2:-0}
 out=runs/$variant-$seed
+if [ -e "$out" ]; then  # a previous main job: never overwritten
+    echo "error: $out holds a previous run of this job: move or remove it (rm -r $out), or use another seed" >&2
+    exit 1
+fi
 python train_sharpen.py --dataset "$variant" --seed "$seed" --out "$out/sharpen"
 python train_task.py --dataset "$variant" --seed "$seed" --out "$out/task"
 python evaluate.py --dataset "$variant" --seed "$seed" --out "$out/compare.json" \

@@ -301,3 +301,16 @@ def test_prompts_too_long_for_the_model_are_dropped_with_a_count(toy_path):
     with pytest.raises(SystemExit, match="leaves no room"):
         data.drop_long_prompts(rows, tok, "{problem}:", config, 28, "training set")
     assert data.drop_long_prompts(rows, tok, "{problem}:", SimpleNamespace(), 8, "x") == rows  # no limit known
+
+
+def test_the_main_job_never_overwrites_a_previous_one():
+    out = os.path.join(ROOT, "runs", "toy-987654")
+    os.makedirs(out, exist_ok=False)
+    try:
+        proc = subprocess.run(["bash", os.path.join(ROOT, "run_toy.sh"), "toy", "987654"], capture_output=True, text=True)
+        assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+            "error: runs/toy-987654 holds a previous run of this job: move or remove it (rm -r runs/toy-987654), "
+            "or use another seed"
+        ]
+    finally:
+        os.rmdir(out)
