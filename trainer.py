@@ -15,6 +15,7 @@ show the algorithm and only the algorithm. Nothing here decides what is learned;
 
 import functools
 import math
+import os
 import random
 import signal
 import time
@@ -148,6 +149,7 @@ class Run:
         self.bad_steps = 0
         self.saved_step = self.start_step  # never write the same checkpoint twice
         self.stop_signal = None
+        self.bar = None  # the progress bar, once steps() runs
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         if dist.is_main:
@@ -186,26 +188,32 @@ class Run:
 
     def sample(self, rows, step):
         """G graded samples per prompt, consecutive in the batch: (Rollout, r in {0, 1}, no-answer flags)."""
-        args = self.args
         # Seeded by (seed, step, rank): a resumed run draws the same samples as an uninterrupted one.
-        gen = torch.Generator(self.dist.device).manual_seed(args.seed * 1_000_003 + step * 1009 + self.dist.rank)
+        seed = self.args.seed * 1_000_003 + step * 1009 + self.dist.rank
+        roll, r, answers = self._sample_and_grade(rows, self.grader, self.args.group_size, self.args.fixed_length, seed)
+        return roll, r, torch.tensor([x is None for x in answers], device=r.device)
+
+    def _sample_and_grade(self, rows, grader, n, ignore_eos, seed):
+        """evaluate.sample_and_grade with this run's model, prompt and sampling options."""
+        args = self.args
+        gen = torch.Generator(self.dist.device).manual_seed(seed)
         roll, r, answers, _ = sample_and_grade(
             self.policy,
             self.tokenizer,
             rows,
-            self.grader,
-            args.group_size,
+            grader,
+            n,
             self.template,
             args.max_new_tokens,
             args.temperature,
             args.top_k,
             args.top_p,
-            args.fixed_length,
+            ignore_eos,
             args.rollout_batch,
             gen,
             args.plain_rollout,
         )
-        return roll, r, torch.tensor([x is None for x in answers], device=r.device)
+        return roll, r, answers
 
     @torch.no_grad()
     def score(self, model, roll, entropy=False):
@@ -255,7 +263,8 @@ class Run:
 
     def check_parameters(self):
         """After an update: every parameter finite, or stop before anything is saved."""
-        if not all(torch.isfinite(p).all() for p in self.policy.parameters()):
+        finite = torch.stack([torch.isfinite(p).all() for p in self.policy.parameters()]).all()
+        if not finite.item():  # one host-device sync, not one per parameter
             raise SystemExit(
                 "error: the update left non-finite parameters: stopping without saving "
                 "(the last checkpoint is intact; --resume continues from it)"
@@ -296,29 +305,15 @@ class Run:
         if self.dist.is_main:
             self.folder.log({"step": step, **metrics})
             show = ("reward", "accuracy", "length", "logp_ref", "eval_accuracy")
-            if hasattr(self, "bar"):
+            if self.bar is not None:
                 self.bar.set_postfix({k: f"{metrics[k]:.3g}" for k in show if k in metrics})
 
     def evaluate(self, step):
         """Held-out accuracy and length of the model after `step` updates: 1 sample per problem at the training
         temperature (as the paper), seeded by the step."""
-        args, d = self.args, self.dist
-        gen = torch.Generator(d.device).manual_seed(args.seed + 7919 * step + d.rank)
-        roll, r, _, _ = sample_and_grade(
-            self.policy,
-            self.tokenizer,
-            self.eval_rows[d.rank :: d.world],
-            self.eval_grader,
-            1,
-            self.template,
-            args.max_new_tokens,
-            args.temperature,
-            args.top_k,
-            args.top_p,
-            False,
-            args.rollout_batch,
-            gen,
-            args.plain_rollout,
+        d = self.dist
+        roll, r, _ = self._sample_and_grade(
+            self.eval_rows[d.rank :: d.world], self.eval_grader, 1, False, self.args.seed + 7919 * step + d.rank
         )
         n = d.sum(len(r)).item()
         return {"eval_accuracy": d.sum(r.sum()).item() / n, "eval_length": d.sum(roll.lengths.sum()).item() / n}
@@ -340,5 +335,5 @@ class Run:
         self.save(self.args.steps)
         if self.dist.is_main:
             self.check_parameters()
-            checkpoint.write_folder(f"{self.args.out}/final", self.policy, self.tokenizer)
+            checkpoint.write_folder(os.path.join(self.args.out, "final"), self.policy, self.tokenizer)
         self.dist.close()
