@@ -31,7 +31,7 @@ from transformers import StaticCache
 from transformers.cache_utils import StaticLayer
 
 from model import position_ids_from_mask
-from rollout import finish, left_pad, sampling_logprobs
+from rollout import finish, left_pad, sampling_logprobs, self_certainty
 
 
 def _distinct(prompt_ids):
@@ -166,6 +166,7 @@ def rollout(
         tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
         logprobs = torch.zeros((B, max_new_tokens), device=device)
         entropy = torch.zeros((B, max_new_tokens), device=device)
+        certainty = torch.zeros((B, max_new_tokens), device=device)
 
         position = position_ids_from_mask(prompt_mask)
         # The G samples of a group share their prompt: prefill each distinct prompt once, then copy its keys and
@@ -195,6 +196,7 @@ def rollout(
             tokens[rows, t] = token
             logprobs[rows, t] = logp.gather(-1, token[:, None]).squeeze(-1)
             entropy[rows, t] = torch.special.entr(probs).sum(-1)
+            certainty[rows, t] = self_certainty(logits)
             if not ignore_eos:
                 finished |= torch.isin(token, eos)
             if t + 1 == max_new_tokens:
@@ -208,7 +210,7 @@ def rollout(
                     rank = rows.argsort().argsort()
             position = position + 1
             logits = step(model, token, mask[..., : P + t + 1], position, cache, plan)
-    return finish(prompt, prompt_mask, tokens, logprobs, entropy, eos, ignore_eos)
+    return finish(prompt, prompt_mask, tokens, logprobs, entropy, certainty, eos, ignore_eos)
 
 
 # -----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ class Rollout:
     response_mask: torch.Tensor  # [B, R] bool: the response tokens, EOS included
     logprobs: torch.Tensor  # [B, R] log-prob of each sampled token under the sampling distribution
     entropy: torch.Tensor  # [B, R] entropy of the sampling distribution at each response position
+    certainty: torch.Tensor  # [B, R] self-certainty of the model's own logits z: logsumexp(z) - mean_j z_j
     truncated: torch.Tensor  # [B] bool: the row hit max_new_tokens without sampling EOS
 
     @property
@@ -64,7 +65,14 @@ def sampling_logprobs(logits, temperature=1.0, top_k=0, top_p=1.0):
     return logits.log_softmax(-1)
 
 
-def finish(prompt, prompt_mask, tokens, logprobs, entropy, eos, ignore_eos):
+def self_certainty(logits):
+    """KL(uniform || softmax(z)) + log V = logsumexp(z) - mean_j z_j, of the model's own logits (temperature 1,
+    nothing truncated): how far the next-token distribution is from uniform (INTUITOR's reward, per token)."""
+    logits = logits.float()
+    return logits.logsumexp(-1) - logits.mean(-1)
+
+
+def finish(prompt, prompt_mask, tokens, logprobs, entropy, certainty, eos, ignore_eos):
     """The Rollout of sampled tokens [B, T]: the response is every token up to and including the first EOS
     (every token when EOS is ignored); columns that no row used are trimmed."""
     sampled_eos = torch.isin(tokens, eos)
@@ -78,6 +86,7 @@ def finish(prompt, prompt_mask, tokens, logprobs, entropy, eos, ignore_eos):
         response_mask=response_mask,
         logprobs=logprobs[:, :width].masked_fill(~response_mask, 0),  # a pad's log-prob may be -inf
         entropy=entropy[:, :width].masked_fill(~response_mask, 0),
+        certainty=certainty[:, :width].masked_fill(~response_mask, 0),
         truncated=truncated,
     )
 
@@ -99,7 +108,7 @@ def rollout(
     cache = DynamicCache(config=model.config)
     logits = model(input_ids=prompt, attention_mask=mask, position_ids=position, cache=cache).logits[:, -1]
     finished = torch.zeros(len(prompt_ids), dtype=torch.bool, device=device)
-    tokens, logprobs, entropy = [], [], []
+    tokens, logprobs, entropy, certainty = [], [], [], []
     for t in range(max_new_tokens):
         logp = sampling_logprobs(logits, max(temperature, 1e-5), top_k, top_p)
         probs = logp.exp()
@@ -112,6 +121,7 @@ def rollout(
         tokens.append(token)
         logprobs.append(logp.gather(-1, token[:, None]).squeeze(-1))  # log pi(y_t | x, y_<t)
         entropy.append(torch.special.entr(probs).sum(-1))  # -sum_v p_v log p_v
+        certainty.append(self_certainty(logits))
         if not ignore_eos:
             finished |= torch.isin(token, eos)
         if finished.all() or t + 1 == max_new_tokens:
@@ -119,5 +129,5 @@ def rollout(
         mask = F.pad(mask, (0, 1), value=1)
         position = position[:, -1:] + 1
         logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=position, cache=cache).logits[:, -1]
-    tokens, logprobs, entropy = (torch.stack(x, 1) for x in (tokens, logprobs, entropy))
-    return finish(prompt, prompt_mask, tokens, logprobs, entropy, eos, ignore_eos)
+    tokens, logprobs, entropy, certainty = (torch.stack(x, 1) for x in (tokens, logprobs, entropy, certainty))
+    return finish(prompt, prompt_mask, tokens, logprobs, entropy, certainty, eos, ignore_eos)

@@ -1,6 +1,8 @@
 """The hand-written rollouts (rollout.py, the reference, and fast_rollout.py, its faster twin) against
 model.generate, against teacher forcing, and against each other."""
 
+import math
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from conftest import tiny_qwen
 from evaluate import cat_rollouts
 from fast_rollout import _decoding_step, _model_step, draw, llama_step
 from fast_rollout import rollout as fast
-from model import micro_batches, response_logprobs
+from model import micro_batches, position_ids_from_mask, response_logprobs
 from rollout import left_pad, sampling_logprobs
 
 SAMPLERS = pytest.mark.parametrize("rollout", [plain_rollout.rollout, fast], ids=["plain", "fast"])
@@ -153,6 +155,19 @@ def test_logprobs_equal_teacher_forcing(rollout, model):
     torch.testing.assert_close(logp, roll.logprobs, atol=1e-5, rtol=0)
     assert (entropy[roll.response_mask] > 0).all()
     torch.testing.assert_close(entropy, roll.entropy, atol=1e-5, rtol=0)  # the rollout's entropies too
+
+
+@SAMPLERS
+def test_self_certainty_is_the_mean_negative_logprob_under_teacher_forcing(rollout, model):
+    # logsumexp(z) - mean_j z_j = -(1/V) sum_j log softmax(z)_j: the same number from the full log-prob table,
+    # even when sampling at another temperature (self-certainty is the model's own, at temperature 1).
+    roll = rollout(model, PROMPTS * 2, 12, [1], 0, temperature=0.7, generator=torch.Generator().manual_seed(1))
+    mask = roll.attention_mask
+    logits = model(input_ids=roll.sequences, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits.float()
+    width = roll.response_mask.shape[1]
+    expected = -logits[:, -width - 1 : -1].log_softmax(-1).mean(-1) * roll.response_mask
+    torch.testing.assert_close(roll.certainty, expected, atol=1e-4, rtol=0)
+    assert (roll.certainty[roll.response_mask] >= math.log(model.config.vocab_size) - 1e-5).all()  # log V at uniform
 
 
 def test_micro_batches_cover_every_row_once_and_score_like_the_whole_batch(model):
@@ -312,5 +327,6 @@ def test_fast_rollout_equals_the_plain_one(case):
     assert torch.equal(a.attention_mask, b.attention_mask) and torch.equal(a.truncated, b.truncated)
     torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
     torch.testing.assert_close(a.entropy, b.entropy, atol=1e-5, rtol=0)
+    torch.testing.assert_close(a.certainty, b.certainty, atol=1e-5, rtol=0)
     if case == "rows-stop-early":
         assert 0 < a.truncated.sum() < len(prompts)
