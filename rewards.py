@@ -13,14 +13,28 @@ Why the last two have those optima: E_pi[alpha log pi_ref - log pi] = -KL(pi || 
 which is maximal exactly at pi = pi_ref^alpha / Z. The log pi_theta term is the (sequence-level, k1) KL or
 entropy term inside the reward; it is treated as a constant reward (detached), like the authors' code.
 
+The rest of the sharpening family, other self-rewards that read no gold answer (train_sharpen.py), and the
+control everyone runs (train_task.py). T is the response length, H_t the entropy of pi_theta at step t, z_t
+its logits over a vocabulary of V tokens:
+
+    entropy         R = -(1/T) sum_t H_t                          entropy minimisation, token form (RENT, EM-RL)
+    entropy-seq     R = (1/T) sum_t log pi_theta(y_t)             entropy minimisation, sequence form (EM-RL)
+    self-certainty  R = (1/T) sum_t [logsumexp(z_t) - mean_j z_tj]  INTUITOR: KL(uniform || pi_theta) + log V
+    majority        R_i = 1[answer_i = the group's most common answer]  TTRL: a vote stands in for the gold
+    random          R ~ Bernoulli(0.5)                            the spurious-reward control (train_task.py)
+
 The trainers write these formulas as code, in the lines where they differ (`diff train_sharpen.py
-train_task.py`); `sequence_reward` is the same table in one function, for theory.py and the tests.
+train_task.py`); `sequence_reward` is the paper's four in one function, for theory.py and the tests.
 
 Length normalisation of the likelihood term (the authors' `normalization`, one named call:
 `normalized_likelihood`): "sum" is the paper's default and the one that prefers short responses (every
 token adds a negative log-prob); "mean" divides by the length L; "power" divides by L^w. Only the
 alpha-scaled log pi_ref term is normalised (the authors' choice); -log pi_theta never is.
 """
+
+from collections import Counter
+
+import torch
 
 import toytask
 from options import is_toy
@@ -51,6 +65,20 @@ def sequence_reward(mode, r, logp_ref, logp_pi, lengths, alpha=1.0, b=1.0, norma
     if mode == "tilted":
         return r + (alpha * ref - logp_pi) / b  # R = r + (alpha * log pi_ref - log pi_theta) / b
     raise ValueError(f"unknown reward mode {mode!r}; expected one of {MODES}")
+
+
+def majority_vote(answers, group_size):
+    """R_i = 1[answer_i = the most common answer of its group] (TTRL), as a float tensor [N] for answers listed
+    group by group. No gold answer is read. A response without an answer (None) casts no vote and gets 0; a
+    tie goes to the answer given first, so the reward never depends on anything but the group's answers."""
+    R = []
+    for g in range(0, len(answers), group_size):
+        group = answers[g : g + group_size]
+        votes = Counter(a for a in group if a is not None)
+        top = max(votes.values(), default=0)
+        winner = next((a for a in group if a is not None and votes[a] == top), None)
+        R += [float(a is not None and a == winner) for a in group]
+    return torch.tensor(R)
 
 
 # -----------------------------------------------------------------------------

@@ -1,8 +1,13 @@
 """
-RL on the base model's own likelihood: distribution sharpening and tempered (power) sampling.
+RL on the model's own preferences: distribution sharpening, tempered (power) sampling, and the other
+self-rewards of the sharpening family. T = response length, H_t and z_t = pi_theta's entropy and logits at t:
 
-    sharpen    R = alpha * log pi_ref(y|x)                   --mode sharpen: optimum, the mode of pi_ref
-    tempered   R = alpha * log pi_ref - log pi_theta         --mode tempered: optimum ∝ pi_ref^alpha
+    sharpen         R = alpha * log pi_ref(y|x)                  the paper's: optimum, the mode of pi_ref
+    tempered        R = alpha * log pi_ref - log pi_theta        the paper's: optimum ∝ pi_ref^alpha
+    entropy         R = -(1/T) sum_t H_t                         entropy minimisation, token form (RENT, EM-RL)
+    entropy-seq     R = (1/T) sum_t log pi_theta(y_t)            entropy minimisation, sequence form (EM-RL)
+    self-certainty  R = (1/T) sum_t [logsumexp(z_t) - mean z_t]  INTUITOR: distance of pi_theta from uniform
+    majority        R = 1[answer = the group's commonest answer] TTRL: a vote of the G samples, no gold read
 
 No task reward enters the update: r is computed only to log accuracy. log pi_ref(y|x) sums negative token
 log-probs, EOS included, so every extra token lowers it: the mode of pi_ref favours short responses.
@@ -16,6 +21,7 @@ trainers differ only in their reward: `diff train_sharpen.py train_task.py` show
     python train_sharpen.py                                    # the toy task on a CPU, about a minute
     python train_sharpen.py --fixed-length                     # the paper's control: EOS ignored
     python train_sharpen.py --mode tempered --alpha 4          # RL toward pi_ref^4
+    python train_sharpen.py --mode self-certainty              # or entropy, entropy-seq, majority
     python train_sharpen.py --model Qwen/Qwen2.5-3B-Instruct --dataset math_lighteval --eval-dataset math500
     torchrun --nproc_per_node=4 train_sharpen.py --model ... --dataset ...   # several GPUs, same global batch
 """
@@ -28,13 +34,13 @@ import time
 import trainer
 from loss import group_advantages, policy_loss
 from model import micro_batches, response_logprobs
-from rewards import normalized_likelihood
+from rewards import majority_vote, normalized_likelihood
 
 # -----------------------------------------------------------------------------
 # config: the shared options (trainer.py) and this objective's own; --help lists them all with their defaults
 
 p = trainer.parser(__doc__, out="runs/sharpen")
-p.add("--mode", choices=("sharpen", "tempered"), default="sharpen")
+p.add("--mode", choices=("sharpen", "tempered", "entropy", "entropy-seq", "self-certainty", "majority"), default="sharpen")
 p.add("--alpha", type=options.FINITE, default=1.0, help="power on pi_ref")
 args = p.parse_args()
 
@@ -53,8 +59,9 @@ if run.start_step == 0:
 
 for step in run.steps():
     t0 = time.time()
-    # 1. sample G responses per prompt from pi_theta (rollout.py, or its fast twin) and grade each: r in {0, 1}
-    roll, r, no_answer = run.sample(run.prompts(step), step)
+    # 1. sample G responses per prompt from pi_theta (rollout.py, or its fast twin); grade each: r in {0, 1}, and
+    #    the answer it commits to
+    roll, r, answers = run.sample(run.prompts(step), step)
 
     # 2. per-token log-probs of the samples: under the frozen pi_ref, and under pi_theta (the rollout's own
     #    where it sampled from pi_theta itself; a fresh pass where the reward or the PPO ratio needs the trainer's)
@@ -66,8 +73,16 @@ for step in run.steps():
     # 3. the reward: the only lines that differ from train_task.py (r is only logged)
     if args.mode == "sharpen":
         R = args.alpha * ref_seq
-    else:  # tempered
+    elif args.mode == "tempered":
         R = args.alpha * ref_seq - logp_pi
+    elif args.mode == "entropy":
+        R = -entropy.sum(-1) / roll.lengths  # entropy is zero outside the response
+    elif args.mode == "entropy-seq":
+        R = logp_pi / roll.lengths
+    elif args.mode == "self-certainty":
+        R = roll.certainty.sum(-1) / roll.lengths  # pi_theta's own logits, whatever the sampling options
+    else:  # majority
+        R = majority_vote(answers, G).to(r.device)
 
     # 4. advantages: leave-one-out A_i = R_i - mean_{j != i} R_j (--baseline mean: GRPO's R_i - mean_j R_j)
     A = group_advantages(R, G, args.baseline, args.std_normalize)
@@ -89,7 +104,7 @@ for step in run.steps():
             break  # a non-finite gradient: this batch is skipped (three in a row stop the run)
         opt.step()
         run.check_parameters()  # stop before anything is saved if the update left a non-finite weight
-    metrics = run.metrics(roll, r, R, ref_logp, logp, entropy, no_answer, loss_sum, grad_norm, t0)
+    metrics = run.metrics(roll, r, R, ref_logp, logp, entropy, answers, loss_sum, grad_norm, t0)
     sched.step()
 
     # 6. evaluate, log, save

@@ -1,8 +1,9 @@
 """
-RL with the task reward: learn from correctness.
+RL with the task reward: learn from correctness (and its control: a reward that ignores the response).
 
     task     R = r                                             --mode task: the paper's task-reward arm
     tilted   R = r + (alpha * log pi_ref - log pi_theta) / b   --mode tilted: optimum ∝ pi_ref^alpha * exp(b * r)
+    random   R ~ Bernoulli(0.5)                                --mode random: a coin flip, the spurious-reward control
 
 The algorithm, the paper's: take P prompts, sample a group of G = 8 responses to each from the current policy
 at temperature 1, and score every response with its reward R. Turn rewards into advantages with a
@@ -22,6 +23,8 @@ import options  # first: a Ctrl-C while the imports below load exits quietly
 # isort: split
 import time
 
+import torch
+
 import trainer
 from loss import group_advantages, policy_loss
 from model import micro_batches, response_logprobs
@@ -31,7 +34,7 @@ from rewards import normalized_likelihood
 # config: the shared options (trainer.py) and this objective's own; --help lists them all with their defaults
 
 p = trainer.parser(__doc__, out="runs/task")
-p.add("--mode", choices=("task", "tilted"), default="task")
+p.add("--mode", choices=("task", "tilted", "random"), default="task")
 p.add("--alpha", type=options.FINITE, default=1.0, help="power on pi_ref (tilted only)")
 p.add("--b", type=options.POSITIVE, default=1e4, help="b = 1/beta, the inverse strength of the KL term (tilted only)")
 args = p.parse_args()
@@ -51,8 +54,9 @@ if run.start_step == 0:
 
 for step in run.steps():
     t0 = time.time()
-    # 1. sample G responses per prompt from pi_theta (rollout.py, or its fast twin) and grade each: r in {0, 1}
-    roll, r, no_answer = run.sample(run.prompts(step), step)
+    # 1. sample G responses per prompt from pi_theta (rollout.py, or its fast twin); grade each: r in {0, 1}, and
+    #    the answer it commits to
+    roll, r, answers = run.sample(run.prompts(step), step)
 
     # 2. per-token log-probs of the samples: under the frozen pi_ref, and under pi_theta (the rollout's own
     #    where it sampled from pi_theta itself; a fresh pass where the reward or the PPO ratio needs the trainer's)
@@ -64,8 +68,10 @@ for step in run.steps():
     # 3. the reward: the only lines that differ from train_sharpen.py
     if args.mode == "task":
         R = r
-    else:  # tilted
+    elif args.mode == "tilted":
         R = r + (args.alpha * ref_seq - logp_pi) / args.b
+    else:  # random: a fair coin per response, from its own seeded stream (independent of the samples)
+        R = torch.bernoulli(torch.full(r.shape, 0.5, device=r.device), generator=run.generator(step, stream=1))
 
     # 4. advantages: leave-one-out A_i = R_i - mean_{j != i} R_j (--baseline mean: GRPO's R_i - mean_j R_j)
     A = group_advantages(R, G, args.baseline, args.std_normalize)
@@ -87,7 +93,7 @@ for step in run.steps():
             break  # a non-finite gradient: this batch is skipped (three in a row stop the run)
         opt.step()
         run.check_parameters()  # stop before anything is saved if the update left a non-finite weight
-    metrics = run.metrics(roll, r, R, ref_logp, logp, entropy, no_answer, loss_sum, grad_norm, t0)
+    metrics = run.metrics(roll, r, R, ref_logp, logp, entropy, answers, loss_sum, grad_norm, t0)
     sched.step()
 
     # 6. evaluate, log, save

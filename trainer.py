@@ -187,16 +187,20 @@ class Run:
         return picked[self.dist.rank :: self.dist.world]
 
     def sample(self, rows, step):
-        """G graded samples per prompt, consecutive in the batch: (Rollout, r in {0, 1}, no-answer flags)."""
-        # Seeded by (seed, step, rank): a resumed run draws the same samples as an uninterrupted one.
-        seed = self.args.seed * 1_000_003 + step * 1009 + self.dist.rank
-        roll, r, answers = self._sample_and_grade(rows, self.grader, self.args.group_size, self.args.fixed_length, seed)
-        return roll, r, torch.tensor([x is None for x in answers], device=r.device)
+        """G graded samples per prompt, consecutive in the batch: (Rollout, r in {0, 1}, the answers the responses
+        commit to, canonicalised so that equal answers are equal strings; None where a response gives none)."""
+        gen = self.generator(step)
+        return self._sample_and_grade(rows, self.grader, self.args.group_size, self.args.fixed_length, gen)
 
-    def _sample_and_grade(self, rows, grader, n, ignore_eos, seed):
+    def generator(self, step, stream=0):
+        """A generator seeded by (seed, step, rank, stream): a resumed run draws what an uninterrupted one would
+        have drawn. Stream 0 samples the responses; another stream (e.g. a random reward's) is independent of it."""
+        seed = self.args.seed * 1_000_003 + step * 1009 + self.dist.rank + stream * 2**40
+        return torch.Generator(self.dist.device).manual_seed(seed)
+
+    def _sample_and_grade(self, rows, grader, n, ignore_eos, gen):
         """evaluate.sample_and_grade with this run's model, prompt and sampling options."""
         args = self.args
-        gen = torch.Generator(self.dist.device).manual_seed(seed)
         roll, r, answers, _ = sample_and_grade(
             self.policy,
             self.tokenizer,
@@ -271,7 +275,7 @@ class Run:
             )
 
     # -------------------------------------------------------------------------
-    def metrics(self, roll, r, R, ref_logp, logp, entropy, no_answer, loss, grad_norm, t0):
+    def metrics(self, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0):
         """Every diagnostic of a step, averaged over all ranks. What each one tells you is in the README."""
         dist, G = self.dist, self.args.group_size
         mask = roll.response_mask.float()
@@ -279,7 +283,7 @@ class Run:
             "reward": R,
             "reward_sq": R**2,
             "accuracy": r.float(),
-            "no_answer": no_answer.float(),
+            "no_answer": torch.tensor([a is None for a in answers], device=r.device).float(),
             "logp_ref": ref_logp.sum(-1),
             "length": mask.sum(-1),
             "truncated": roll.truncated.float(),
@@ -312,9 +316,8 @@ class Run:
         """Held-out accuracy and length of the model after `step` updates: 1 sample per problem at the training
         temperature (as the paper), seeded by the step."""
         d = self.dist
-        roll, r, _ = self._sample_and_grade(
-            self.eval_rows[d.rank :: d.world], self.eval_grader, 1, False, self.args.seed + 7919 * step + d.rank
-        )
+        gen = torch.Generator(d.device).manual_seed(self.args.seed + 7919 * step + d.rank)
+        roll, r, _ = self._sample_and_grade(self.eval_rows[d.rank :: d.world], self.eval_grader, 1, False, gen)
         n = d.sum(len(r)).item()
         return {"eval_accuracy": d.sum(r.sum()).item() / n, "eval_length": d.sum(roll.lengths.sum()).item() / n}
 

@@ -90,7 +90,7 @@ def our_step(run, step):
         return clock[-1] - clock[-2]
 
     rows = run.prompts(step)
-    roll, r, no_answer = run.sample(rows, step)
+    roll, r, answers = run.sample(rows, step)
     sample = lap()
     ref_logp = run.score(run.ref, roll)
     logp, entropy = run.policy_logprobs(roll, fresh=False)
@@ -98,7 +98,7 @@ def our_step(run, step):
     R = r
     A = group_advantages(R, run.args.group_size, run.args.baseline, run.args.std_normalize)
     loss, grad_norm = policy_gradient_step(run, roll, A, logp, ref_logp)
-    run.metrics(roll, r, R, ref_logp, logp, entropy, no_answer, loss, grad_norm, t0)
+    run.metrics(roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0)
     update = lap()
     return {"sample": sample, "score": score, "update": update, "total": clock[-1] - clock[0]}
 

@@ -81,7 +81,7 @@ def step(run, batch):
         batch["ref_logp"],
         batch["logp"],
         batch["entropy"],
-        batch["no_answer"],
+        batch["answers"],
         loss,
         grad_norm,
         t0=0.0,
@@ -133,13 +133,13 @@ def single_and_split(tmp_path_factory, quiet_process):
     """The whole batch in this process (one Run per case), and the same batch split over 2 spawned ranks."""
     out = str(tmp_path_factory.mktemp("ddp"))
     run = make_run(os.path.join(out, "sample"), "token", 16)
-    roll, r, no_answer = run.sample(run.prompts(0), 0)
+    roll, r, answers = run.sample(run.prompts(0), 0)
     ref_logp = run.score(run.ref, roll)
     logp, entropy = run.score(run.policy, roll, entropy=True)
     init = {n: p.detach().clone() for n, p in run.policy.named_parameters()}
     A = torch.randn(len(r), generator=torch.Generator().manual_seed(0))  # fixed advantages, none zero
     R = r + 0.5 * A  # any per-sequence reward will do for the metrics
-    batch = dict(roll=roll, r=r, R=R, no_answer=no_answer, A=A, logp=logp, ref_logp=ref_logp, entropy=entropy)
+    batch = dict(roll=roll, r=r, R=R, answers=answers, A=A, logp=logp, ref_logp=ref_logp, entropy=entropy)
     assert len(set(roll.lengths.tolist())) > 1, "the batch needs responses of different lengths"
     single = {name: step(make_run(os.path.join(out, name), **case), batch) for name, case in CASES.items()}
     mp.spawn(_worker, args=(free_port(), batch, out), nprocs=WORLD, join=True)

@@ -1,0 +1,113 @@
+"""The sharpening family's rewards and the random control, each against a value computed by hand.
+
+The trainers write their rewards inline (`if args.mode == ...: R = ...`), so these tests run those very
+lines: they cut the reward block out of train_sharpen.py / train_task.py and execute it on small inputs.
+"""
+
+import ast
+import math
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import ROOT
+from rewards import TaskGrader, majority_vote
+from rollout import self_certainty
+
+
+def reward_block(script):
+    """The trainer's `if args.mode == ...` chain, compiled: the lines a student reads."""
+    tree = ast.parse(open(os.path.join(ROOT, script)).read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "args.mode ==" in ast.unparse(node.test):
+            return compile(ast.Module(body=[node], type_ignores=[]), script, "exec")
+    raise AssertionError(f"no reward block in {script}")
+
+
+def trainer_reward(script, mode, **inputs):
+    scope = dict(args=SimpleNamespace(mode=mode, alpha=1.0, b=1.0), torch=torch, majority_vote=majority_vote, **inputs)
+    exec(reward_block(script), scope)
+    return scope["R"]
+
+
+# Two responses of lengths 2 and 3 (zero past the end, as the rollout leaves them).
+mask = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
+roll = SimpleNamespace(lengths=mask.sum(-1), certainty=torch.tensor([[2.0, 1.0, 0.0], [0.3, 0.6, 0.9]]))
+entropy = torch.tensor([[0.5, 0.3, 0.0], [0.2, 0.2, 0.2]])
+logp_pi = torch.tensor([-1.0, -0.9])
+r = torch.tensor([1.0, 0.0])
+common = dict(roll=roll, entropy=entropy, logp_pi=logp_pi, ref_seq=torch.zeros(2), r=r, answers=["3", "3"], G=2)
+
+
+def test_entropy_minimisation_token_form_is_minus_the_mean_entropy():
+    R = trainer_reward("train_sharpen.py", "entropy", **common)
+    torch.testing.assert_close(R, torch.tensor([-(0.5 + 0.3) / 2, -(0.2 + 0.2 + 0.2) / 3]))
+
+
+def test_entropy_minimisation_sequence_form_is_the_mean_token_logprob():
+    R = trainer_reward("train_sharpen.py", "entropy-seq", **common)
+    torch.testing.assert_close(R, torch.tensor([-1.0 / 2, -0.9 / 3]))
+
+
+def test_self_certainty_is_the_mean_of_its_tokens():
+    R = trainer_reward("train_sharpen.py", "self-certainty", **common)
+    torch.testing.assert_close(R, torch.tensor([(2.0 + 1.0) / 2, (0.3 + 0.6 + 0.9) / 3]))
+
+
+def test_self_certainty_of_logits_by_hand():
+    # z = (0, ln 3): logsumexp = ln 4, mean = ln(3)/2. Uniform logits over V = 2: log 2, its least value.
+    z = torch.tensor([[0.0, math.log(3.0)], [5.0, 5.0]])
+    torch.testing.assert_close(self_certainty(z), torch.tensor([math.log(4.0) - math.log(3.0) / 2, math.log(2.0)]))
+    # and it is KL(uniform || softmax(z)) + log V
+    z = torch.randn(4, 7)
+    kl = (torch.full((7,), 1 / 7) * (math.log(1 / 7) - z.log_softmax(-1))).sum(-1)
+    torch.testing.assert_close(self_certainty(z), kl + math.log(7))
+
+
+def test_majority_vote_by_hand():
+    answers = ["3", "5", "3", None] + ["1", "2", "2", "1"] + [None] * 4 + ["7", None, None, None]
+    expected = [1, 0, 1, 0] + [1, 0, 0, 1] + [0, 0, 0, 0] + [1, 0, 0, 0]  # ties: the answer given first
+    assert majority_vote(answers, 4).tolist() == expected
+
+
+def test_majority_vote_in_the_trainer_never_reads_the_gold():
+    inputs = dict(common, answers=["4", "4", "9", None], G=4, roll=SimpleNamespace(lengths=torch.ones(4)))
+    right = trainer_reward("train_sharpen.py", "majority", **dict(inputs, r=torch.tensor([1.0, 1.0, 0.0, 0.0])))
+    wrong = trainer_reward("train_sharpen.py", "majority", **dict(inputs, r=torch.tensor([0.0, 0.0, 1.0, 0.0])))
+    assert right.tolist() == wrong.tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("dataset", ["toy", "math500"])
+def test_the_answers_voted_on_do_not_depend_on_the_gold(dataset):
+    # The trainer votes over the grader's canonical answers: the same response must give the same answer
+    # whatever gold it is checked against (only r may change).
+    g = TaskGrader(dataset)
+    responses = (
+        ["3+5=8,8+2=10#10", "3+5=8#8", "no answer"]
+        if dataset == "toy"
+        else ["so \\boxed{\\frac{1}{2}}", "\\boxed{0.5}", "\\boxed{x^2+1}", "I give up", "\\boxed{2^{10}}"]
+    )
+    golds = ["10", "8", "7"] if dataset == "toy" else ["1/2", "0.5", "1+x^2", "1024", "3"]
+    for response in responses:
+        assert len({g.check(response, gold)[1] for gold in golds}) == 1, response
+
+
+def test_random_reward_is_a_fair_coin_seeded_by_the_step():
+    generators = {}
+
+    def generator(step, stream=0):
+        generators[step, stream] = torch.Generator().manual_seed(1000 * step + stream)
+        return generators[step, stream]
+
+    run = SimpleNamespace(generator=generator)
+    r = torch.zeros(20_000)
+    inputs = dict(common, r=r, run=run)
+    R = trainer_reward("train_task.py", "random", **dict(inputs, step=3))
+    assert set(R.unique().tolist()) == {0.0, 1.0}
+    assert abs(R.mean().item() - 0.5) < 0.02  # 0.5 +- 2e-2 is 5.6 standard errors
+    assert (3, 1) in generators and (3, 0) not in generators  # its own stream, not the samples'
+    assert torch.equal(R, trainer_reward("train_task.py", "random", **dict(inputs, step=3)))  # a resumed run: same coins
+    assert not torch.equal(R, trainer_reward("train_task.py", "random", **dict(inputs, step=4)))
+    assert torch.equal(R, trainer_reward("train_task.py", "random", **dict(inputs, step=3, r=torch.ones(20_000))))
