@@ -4,6 +4,9 @@ Evaluate a model: n samples per problem, then pass@1, unbiased pass@k, maj@k, gr
     python evaluate.py --model toy_models/toy --dataset toy --n 16
     python evaluate.py --model Qwen/Qwen2.5-0.5B-Instruct --dataset math500 --n 16 --max-new-tokens 2048
     python evaluate.py --dataset toy --compare base=toy_models/toy sharpen=runs/sharpen task=runs/task
+    python evaluate.py --dataset toy --n 256 --limit 64 --out base.json     # pass@k up to k = 256
+    python evaluate.py --dataset toy --power-sample --alpha 4 --out power.json   # pi^alpha, no training
+    python evaluate.py --merge base.json power.json --out both.json            # earlier tables side by side
 
 Metrics, for a problem with n samples of which c are correct:
     pass@1   mean accuracy over all samples (the paper's `accuracy`)
@@ -12,11 +15,16 @@ Metrics, for a problem with n samples of which c are correct:
     maj@k    draw k of the n samples, majority-vote over their extracted answers (ties broken at random,
              no answer = no vote), averaged over `trials` random k-subsets
     greedy   accuracy of one temperature-0 response
+    entropy  mean per-token entropy of the distribution sampled from (nan for power sampling: not tracked)
+    tokens_per_answer   tokens sampled per answer: the length, or power sampling's whole chain (its cost)
+    train_tokens, train_time   for a training run: tokens sampled in training and the summed step time (s)
 pass@k at large k measures what the model *can* do; pass@1 and maj@k what it *does*. Sharpening is the
 hypothesis that RL moves mass toward answers the base model already had, raising pass@1 but not pass@n.
 
 --compare evaluates several models side by side and, for those that are training runs (a folder with a
-log.jsonl), plots their training curves next to each other (needs matplotlib).
+log.jsonl), plots their training curves next to each other; with n > 1, the pass@k-vs-k curves of all of
+them on one log-x figure, each crossing marked (needs matplotlib). Samples are drawn one batch at a time
+(--batch-size), so n = 256 needs no more memory than n = 16.
 """
 
 import json
@@ -35,6 +43,7 @@ import options  # first: a Ctrl-C during the imports below exits quietly
 import rollout
 from data import build_prompt, default_template, drop_long_prompts, load_or_exit
 from model import autocast, eos_ids, load_model, load_tokenizer, pick_device, resolve_model_path
+from power_sample import power_rollout
 from rewards import TaskGrader
 from rollout import Rollout
 
@@ -97,6 +106,7 @@ def cat_rollouts(parts, pad_token_id):
         response_mask=right("response_mask"),
         logprobs=right("logprobs"),
         entropy=right("entropy"),
+        certainty=right("certainty"),
         truncated=torch.cat([p.truncated for p in parts]),
     )
 
@@ -117,39 +127,36 @@ def sample_and_grade(
     batch_size=256,
     generator=None,
     plain=False,
+    power=None,
 ):
     """
     n responses to each row's question (consecutive in the batch), graded against the row's answer: the one
     sampling path of training and evaluation. Returns (Rollout, r [N] in {0, 1}, the answers the responses
-    commit to (None: no answer), the response texts). plain=True samples with rollout.py, else fast_rollout.py.
+    commit to (None: no answer), the response texts, the tokens sampled to get them). plain=True samples with
+    rollout.py, else fast_rollout.py; power=dict(alpha=, blocks=, mcmc_steps=) draws each response by power
+    sampling (power_sample.py) with that sampler as its proposal, in place of one plain draw.
     """
     model.eval()
     sampler = rollout.rollout if plain else fast_rollout.rollout
     prompts = [tokenizer.encode(build_prompt(tokenizer, row["question"], template), add_special_tokens=False) for row in rows]
     prompts = [p for p in prompts for _ in range(n)]
-    eos = eos_ids(tokenizer, model)
-    parts = []
+    eos, pad = eos_ids(tokenizer, model), tokenizer.pad_token_id
+    parts, sampled = [], 0
     for i in range(0, len(prompts), batch_size):
+        batch = prompts[i : i + batch_size]
         with autocast(model.device):
-            parts.append(
-                sampler(
-                    model,
-                    prompts[i : i + batch_size],
-                    max_new_tokens,
-                    eos,
-                    tokenizer.pad_token_id,
-                    temperature,
-                    top_k,
-                    top_p,
-                    ignore_eos,
-                    generator,
-                )
-            )
-    roll = cat_rollouts(parts, tokenizer.pad_token_id)
+            if power is None:
+                part = sampler(model, batch, max_new_tokens, eos, pad, temperature, top_k, top_p, ignore_eos, generator)
+                sampled += int(part.lengths.sum())
+            else:
+                part, cost = power_rollout(model, batch, max_new_tokens, eos, pad, sampler=sampler, generator=generator, **power)
+                sampled += cost
+        parts.append(part)
+    roll = cat_rollouts(parts, pad)
     texts = decode_responses(tokenizer, roll)
     checks = [grader.check(text, row["answer"]) for text, row in zip(texts, (row for row in rows for _ in range(n)))]
     r = torch.tensor([score for score, _ in checks], device=model.device)
-    return roll, r, [answer for _, answer in checks], texts
+    return roll, r, [answer for _, answer in checks], texts, sampled
 
 
 def decode_responses(tokenizer, roll):
@@ -157,9 +164,11 @@ def decode_responses(tokenizer, roll):
     return tokenizer.batch_decode(ids, skip_special_tokens=True)
 
 
-def records_of(rows, n, roll, r, answers, texts):
-    """One record per problem: its row, plus its n responses, scores, answers, lengths, truncation flags."""
+def records_of(rows, n, roll, r, answers, texts, sampled):
+    """One record per problem: its row, plus its n responses, scores, answers, lengths, truncation flags, mean
+    entropies per token (of the distribution sampled from), and its share of the tokens sampled."""
     lengths, truncated, scores = roll.lengths.tolist(), roll.truncated.tolist(), r.tolist()
+    entropy = ((roll.entropy * roll.response_mask).sum(-1) / roll.lengths.clamp(min=1)).tolist()
     return [
         dict(
             row,
@@ -168,6 +177,8 @@ def records_of(rows, n, roll, r, answers, texts):
             answers=answers[i * n : (i + 1) * n],
             lengths=lengths[i * n : (i + 1) * n],
             truncated=truncated[i * n : (i + 1) * n],
+            entropy=entropy[i * n : (i + 1) * n],
+            sampled=sampled / len(rows),
         )
         for i, row in enumerate(rows)
     ]
@@ -186,6 +197,8 @@ def summarize(records, greedy=None, trials=1000, seed=0):
     if greedy is not None:
         out["greedy"] = float(np.mean([rec["scores"][0] for rec in greedy]))
     out["length"] = float(np.mean([np.mean(rec["lengths"]) for rec in records]))
+    out["entropy"] = float(np.mean([np.mean(rec["entropy"]) for rec in records]))  # nats per token (nan: not tracked)
+    out["tokens_per_answer"] = float(np.mean([rec["sampled"] for rec in records]) / n)  # the inference cost
     out["truncated"] = float(np.mean([np.mean(rec["truncated"]) for rec in records]))
     out["no_answer"] = float(np.mean([np.mean([a is None for a in rec["answers"]]) for rec in records]))
     for key in ("level", "subject"):  # MATH-style breakdowns, where the dataset has them
@@ -214,13 +227,15 @@ def evaluate_model(path, args, dist):
         plain=args.plain_rollout,
     )
     gen = torch.Generator(dist.device).manual_seed(args.seed + dist.rank)
-    records = records_of(
-        mine,
-        args.n,
-        *sample_and_grade(
-            model, tokenizer, mine, grader, args.n, template, temperature=args.temperature, generator=gen, **common
-        ),
-    )
+    power = dict(alpha=args.alpha, blocks=args.blocks, mcmc_steps=args.mcmc_steps) if args.power_sample else None
+    records = []
+    per_call = max(1, args.batch_size // args.n)  # problems per call: one batch of samples in memory at a time
+    for i in range(0, len(mine), per_call):
+        chunk = mine[i : i + per_call]
+        sampled = sample_and_grade(
+            model, tokenizer, chunk, grader, args.n, template, temperature=args.temperature, generator=gen, power=power, **common
+        )
+        records += records_of(chunk, args.n, *sampled)
     greedy = records_of(mine, 1, *sample_and_grade(model, tokenizer, mine, grader, 1, template, temperature=0.0, **common))
     records, greedy = dist.gather_lists(records), dist.gather_lists(greedy)
     return summarize(records, greedy, args.trials, args.seed) if dist.is_main else None
@@ -241,14 +256,66 @@ def model_path_of(run):
     return checkpoint.verified(run)
 
 
+def training_cost(run):
+    """What training a run cost, from its folder: tokens sampled (the sum over steps of the mean length times the
+    samples per step) and the summed step time in seconds. Empty for a model that is not a run."""
+    log, config = os.path.join(run, "log.jsonl"), os.path.join(run, "config.json")
+    if not (os.path.exists(log) and os.path.exists(config)):
+        return {}
+    with open(config) as f:
+        cfg = json.load(f)
+    with open(log) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    batch = cfg["prompts_per_step"] * cfg["group_size"]
+    return {
+        "train_tokens": float(sum(row["length"] * batch for row in rows if "length" in row)),
+        "train_time": float(sum(row["step_time"] for row in rows if "step_time" in row)),
+    }
+
+
+FORMATS = {"length": "{:.1f}", "tokens_per_answer": "{:.1f}", "train_tokens": "{:.0f}", "train_time": "{:.0f}"}
+
+
 def print_table(results):
+    """One column per model, one row per metric ("-" where a model lacks it, e.g. pass@256 from n = 32), then
+    where the pass@k curves of two models cross."""
+    from plot import crossings, pass_at_k_curve
+
     names = list(results)
-    keys = [k for k in results[names[0]] if isinstance(results[names[0]][k], float)]
+    keys = list(dict.fromkeys(k for n in names for k, v in results[n].items() if isinstance(v, float)))
     width = max(10, *(len(n) + 2 for n in names))
-    print("metric".ljust(12) + "".join(n.rjust(width) for n in names))
+    print("metric".ljust(18) + "".join(n.rjust(width) for n in names))
     for k in keys:
-        cells = "".join((f"{results[n][k]:.1f}" if k in ("length",) else f"{results[n][k]:.3f}").rjust(width) for n in names)
-        print(k.ljust(12) + cells)
+        cells = (FORMATS.get(k, "{:.3f}").format(results[n][k]) if k in results[n] else "-" for n in names)
+        print(k.ljust(18) + "".join(c.rjust(width) for c in cells))
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            for k, y in crossings(pass_at_k_curve(results[a]), pass_at_k_curve(results[b])):
+                print(f"pass@k of {a} and {b} cross at k = {k:.1f} (pass@k {y:.3f})")
+
+
+def report(results, out, logs):
+    """Print the table; with `out`, write the metrics there as JSON, next to it the training curves of the runs
+    in `logs` ({name: log.jsonl}) and the pass@k-vs-k figure."""
+    import plot
+
+    print()
+    print_table(results)
+    for name, res in results.items():
+        for key in ("pass@1_by_level", "pass@1_by_subject"):
+            if key in res:
+                print(f"{name} {key}: " + ", ".join(f"{g}: {v:.3f}" for g, v in res[key].items()))
+    if not out:
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"wrote {out}")
+    stem = os.path.splitext(out)[0]
+    if logs and plot.plot_runs(logs, stem + ".png"):
+        print(f"wrote {stem}.png (training curves)")
+    if any(res.get("n", 1) > 1 for res in results.values()) and plot.plot_pass_at_k(results, stem + "_pass_at_k.png"):
+        print(f"wrote {stem}_pass_at_k.png (pass@k vs k)")
 
 
 def main():
@@ -273,38 +340,41 @@ def main():
     p.add("--template", help="prompt template with {problem} (default: the dataset's)")
     p.add("--grader", default="builtin", choices=("builtin", "math_verify"))
     p.add("--trials", type=options.COUNT, default=1000, help="random k-subsets per problem for maj@k")
+    p.add("--power-sample", action="store_true", help="draw the n samples by power sampling (power_sample.py): pi^alpha")
+    p.add("--alpha", type=options.POSITIVE, default=4.0, help="power sampling's exponent (the proposal: temperature 1/alpha)")
+    p.add("--blocks", type=options.COUNT, default=4, help="power sampling: blocks the response grows in")
+    p.add("--mcmc-steps", type=options.NATURAL, default=4, help="power sampling: Metropolis-Hastings steps per block")
     p.add("--seed", type=options.NATURAL, default=0)
-    p.add("--out", help="write the metrics as JSON here (and the comparison plot next to it)")
+    p.add("--out", help="write the metrics as JSON here (and the training curves and pass@k figure next to it)")
+    p.add(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="print (and with --out, plot) tables written by earlier --out runs, side by side",
+    )
     args = p.parse_args()
     args.max_new_tokens = args.max_new_tokens or options.task_defaults(args.dataset)["max_new_tokens"]
     dist = distributed.setup(pick_device())
     torch.manual_seed(args.seed)
 
+    if args.merge:  # tables written by earlier runs of this script, side by side
+        results = {}
+        for path in args.merge:
+            with open(path) as f:
+                results.update(json.load(f))
+        report(results, args.out, {})
+        return
     runs = dict(item.split("=", 1) if "=" in item else (item, item) for item in args.compare or [])
     runs = runs or {"model": resolve_model_path(args.model, args.dataset)}
     results = {}
     for name, path in runs.items():
         results[name] = evaluate_model(model_path_of(path), args, dist)
         if dist.is_main:
+            results[name] |= training_cost(path)
             print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if not isinstance(v, dict)})}")
     if dist.is_main:
-        print()
-        print_table(results)
-        for name, res in results.items():
-            for key in ("pass@1_by_level", "pass@1_by_subject"):
-                if key in res:
-                    print(f"{name} {key}: " + ", ".join(f"{g}: {v:.3f}" for g, v in res[key].items()))
-        if args.out:
-            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-            with open(args.out, "w") as f:
-                json.dump(results, f, indent=1)
-            logs = {name: os.path.join(path, "log.jsonl") for name, path in runs.items()}
-            logs = {name: log for name, log in logs.items() if os.path.exists(log)}
-            if logs:
-                import plot
-
-                png = plot.plot_runs(logs, os.path.splitext(args.out)[0] + ".png")
-                print(f"wrote {args.out}" + (f" and {png}" if png else ""))
+        logs = {name: os.path.join(path, "log.jsonl") for name, path in runs.items()}
+        report(results, args.out, {name: log for name, log in logs.items() if os.path.exists(log)})
     dist.close()
 
 

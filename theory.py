@@ -68,12 +68,17 @@ def all_responses(fixed_length=False):
     return tokens[canonical], mask[canonical]
 
 
-def token_logp(logits, tokens, mask):
-    """log pi(y_t | y_<t) [N, L] under a logits table [N_PREFIXES, V], zero outside the response."""
+def prefixes(tokens):
+    """The prefix each token of tokens [N, L] is drawn at: [N, L] rows of a logits table."""
     prefix = torch.zeros_like(tokens)
     for t in range(1, L):
         prefix[:, t] = child(prefix[:, t - 1], tokens[:, t - 1])
-    return logits[prefix].log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1) * mask
+    return prefix
+
+
+def token_logp(logits, tokens, mask):
+    """log pi(y_t | y_<t) [N, L] under a logits table [N_PREFIXES, V], zero outside the response."""
+    return logits[prefixes(tokens)].log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1) * mask
 
 
 def answer(tokens):
@@ -179,7 +184,8 @@ def reward(regime, r, ref_logp, logp, lengths):
 
 
 def train(regime, ref, r_table, steps=200, groups=128, G=8, lr=0.1, seed=0, fixed_length=False):
-    """Start at pi_ref. Each step: one batch of `groups` groups of G samples, then one Adam step."""
+    """Start at pi_ref. Each step: one batch of `groups` groups of G samples, then one Adam step. `regime` is a
+    dict of sequence_reward settings, or a function (tokens, mask, logits table) -> R."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tensors this small: extra threads only add waiting (10x slower on a busy CPU)
     torch.manual_seed(seed)
@@ -192,7 +198,10 @@ def train(regime, ref, r_table, steps=200, groups=128, G=8, lr=0.1, seed=0, fixe
         with torch.no_grad():
             ref_logp = token_logp(ref, tokens, mask).sum(-1)  # log pi_ref(y), EOS included
             r = r_table[code(tokens)]  # r(y) in {0, 1}
-            R = reward(regime, r, ref_logp, logp.detach().sum(-1), mask.sum(-1))  # log pi_theta(y) detached
+            if callable(regime):  # theory_family.py's self-rewards read the samples and the policy's table
+                R = regime(tokens, mask, logits.detach())
+            else:
+                R = reward(regime, r, ref_logp, logp.detach().sum(-1), mask.sum(-1))  # log pi_theta(y) detached
         # At the tempered or tilted optimum, every response gets the same R (log Z, or log Z / b). At the
         # point mass, every sample is the same response. Either way the advantages vanish, so the optimum
         # is a fixed point of the sampled update itself, whatever the batch size or aggregation.

@@ -201,7 +201,7 @@ class Run:
     def _sample_and_grade(self, rows, grader, n, ignore_eos, gen):
         """evaluate.sample_and_grade with this run's model, prompt and sampling options."""
         args = self.args
-        roll, r, answers, _ = sample_and_grade(
+        roll, r, answers, _, _ = sample_and_grade(
             self.policy,
             self.tokenizer,
             rows,

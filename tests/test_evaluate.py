@@ -1,12 +1,19 @@
 """pass@k and maj@k against brute force and hand-made examples."""
 
 import itertools
+import json
+import math
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
 import pytest
 
+from conftest import ROOT
 from evaluate import maj_at_k, pass_at_k, summarize
+from plot import crossings, pass_at_k_curve
 
 
 @pytest.mark.parametrize("n,c", [(8, 0), (8, 1), (8, 3), (8, 8), (6, 5)])
@@ -16,6 +23,57 @@ def test_pass_at_k_equals_enumeration_of_subsets(n, c):
         subsets = list(itertools.combinations(range(n), k))
         brute = np.mean([any(correct[i] for i in s) for s in subsets])
         assert pass_at_k(n, c, k) == pytest.approx(brute)
+
+
+@pytest.mark.parametrize("p", [0.003, 0.05, 0.5])
+def test_pass_at_k_curve_is_unbiased_up_to_n_256(p):
+    # Over every outcome c ~ Binomial(256, p), the estimator's mean is the true pass@k = 1 - (1 - p)^k, at each
+    # k of the curve; the with-replacement "best of k" of the n samples would be (1 - (1 - c/n)^k): biased low.
+    n = 256
+    weight = [math.comb(n, c) * p**c * (1 - p) ** (n - c) for c in range(n + 1)]
+    for k in [2**i for i in range(9)]:
+        mean = sum(w * pass_at_k(n, c, k) for c, w in enumerate(weight))
+        assert mean == pytest.approx(1 - (1 - p) ** k, abs=1e-9)
+    bootstrap = sum(w * (1 - (1 - c / n) ** 64) for c, w in enumerate(weight))
+    assert bootstrap < 1 - (1 - p) ** 64 - 1e-3 if p < 0.5 else True
+
+
+def test_pass_at_k_crossings_by_hand():
+    a = [(1, 0.5), (2, 0.7), (4, 0.8)]
+    b = [(1, 0.6), (2, 0.65), (4, 0.9)]  # b - a: +0.1, -0.05, +0.1: two crossings
+    (k1, y1), (k2, y2) = crossings(a, b)
+    assert k1 == pytest.approx(2 ** (2 / 3)) and y1 == pytest.approx(0.5 + 0.2 * 2 / 3)
+    assert k2 == pytest.approx(2 ** (4 / 3)) and y2 == pytest.approx(0.7 + 0.1 / 3)
+    assert crossings(a, a) == [] and crossings(a, [(k, y + 0.1) for k, y in a]) == []
+    assert crossings([(16, 0.997), (32, 1.0)], [(16, 1.0), (32, 1.0 - 1e-12)]) == []  # both at 1: a tie, not a crossing
+    assert pass_at_k_curve({"pass@1": 0.2, "pass@4": 0.5, "pass@2": 0.4, "maj@2": 0.3, "n": 4}) == [(1, 0.2), (2, 0.4), (4, 0.5)]
+
+
+def test_merge_prints_tables_side_by_side(tmp_path):
+    one = {"base": {"n": 256, "pass@1": 0.5, "pass@256": 1.0, "length": 22.0}}
+    two = {"power": {"n": 32, "pass@1": 0.6, "pass@32": 0.9, "tokens_per_answer": 170.0}}
+    for name, table in (("one", one), ("two", two)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(table))
+    out = tmp_path / "both.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "evaluate.py"),
+            "--merge",
+            str(tmp_path / "one.json"),
+            str(tmp_path / "two.json"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines() if line.strip()}
+    assert (
+        rows["metric"] == ["base", "power"] and rows["pass@256"] == ["1.000", "-"] and rows["tokens_per_answer"] == ["-", "170.0"]
+    )
+    assert json.loads(out.read_text()) == one | two
 
 
 def exact_maj(answers, correct, k):
@@ -59,9 +117,19 @@ def test_summarize_reports_every_metric():
             "answers": ["4", "5", "5", "4"],
             "lengths": [10, 3, 3, 12],
             "truncated": [0, 0, 0, 1],
+            "entropy": [0.5, 0.1, 0.1, 0.3],
+            "sampled": 28,
             "level": 1,
         },
-        {"scores": [0, 0, 0, 0], "answers": [None, "2", "2", "2"], "lengths": [5, 5, 5, 5], "truncated": [0] * 4, "level": 2},
+        {
+            "scores": [0, 0, 0, 0],
+            "answers": [None, "2", "2", "2"],
+            "lengths": [5, 5, 5, 5],
+            "truncated": [0] * 4,
+            "entropy": [0.2] * 4,
+            "sampled": 100,
+            "level": 2,
+        },
     ]
     greedy = [{"scores": [1]}, {"scores": [0]}]
     out = summarize(records, greedy)
@@ -70,5 +138,6 @@ def test_summarize_reports_every_metric():
     assert out["pass@4"] == pytest.approx(0.5)
     assert out["greedy"] == 0.5 and out["length"] == pytest.approx((7 + 5) / 2)
     assert out["no_answer"] == pytest.approx(1 / 8)
+    assert out["entropy"] == pytest.approx((0.25 + 0.2) / 2) and out["tokens_per_answer"] == pytest.approx((28 + 100) / 2 / 4)
     assert out["pass@1_by_level"] == {"1": 0.5, "2": 0.0}
     assert set(out) >= {"maj@1", "maj@2", "maj@4", "truncated"}

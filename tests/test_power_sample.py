@@ -1,0 +1,112 @@
+"""power_sample.py: the acceptance ratio by hand, the chain against pi_ref^alpha on theory.py's listed
+language, the language-model proposal against teacher forcing, and theory_family.py's exact checks."""
+
+import math
+
+import pytest
+import torch
+
+import fast_rollout
+import rollout as plain_rollout
+import theory as T
+import theory_family as F
+from conftest import tiny_qwen
+from power_sample import acceptance, power_rollout, splice
+from rollout import left_pad
+
+
+def test_acceptance_ratio_by_hand():
+    # alpha [log p(y') - log p(y)] + log q(y) - log q(y') + log|y| - log|y'|
+    # = 2 (-1 + 3) + (-2) - (-0.5) + log 4 - log 2
+    got = acceptance(
+        2.0, torch.tensor(-1.0), torch.tensor(-3.0), torch.tensor(-0.5), torch.tensor(-2.0), torch.tensor(4), torch.tensor(2)
+    )
+    assert got.item() == pytest.approx(4.0 - 1.5 + math.log(2.0))
+    # alpha = 1 and q = p: only the length term is left, and equal lengths always accept (log A = 0)
+    same = acceptance(
+        1.0, torch.tensor(-4.0), torch.tensor(-2.0), torch.tensor(-4.0), torch.tensor(-2.0), torch.tensor(3), torch.tensor(3)
+    )
+    assert same.item() == 0.0
+
+
+def test_splice_keeps_the_prefix_and_writes_the_new_suffix():
+    tokens = torch.tensor([[1, 2, 3, 4], [5, 6, 0, 0]])
+    logp = -tokens.float()
+    new = torch.tensor([[7, 8, 9], [9, 0, 0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool)
+    out_tokens, out_logp, _, lengths = splice(tokens, logp, logp, torch.tensor([1, 2]), new, mask, -new.float(), -new.float())
+    assert out_tokens.tolist() == [[1, 7, 8, 0], [5, 6, 9, 0]]
+    assert out_logp.tolist() == [[-1, -7, -8, 0], [-5, -6, -9, 0]]
+    assert lengths.tolist() == [3, 3]
+
+
+@pytest.mark.parametrize("alpha", [2.0, 4.0])
+def test_mcmc_reaches_pi_ref_to_the_alpha_on_the_listed_language(alpha):
+    ref = T.reference()
+    _, _, ref_logp, _, _ = T.space(ref, T.correct_long, False)
+    goal = T.power(ref_logp, alpha)
+    mcmc = F.mcmc_distribution(ref, alpha, chains=20_000, mcmc_steps=16)
+    assert T.tv(mcmc, goal) < 0.03
+    assert T.tv(ref_logp.exp(), goal) > 0.4  # it had far to go
+
+
+def test_without_the_length_term_the_chain_settles_elsewhere():
+    ref = T.reference()
+    _, _, ref_logp, _, _ = T.space(ref, T.correct_long, False)
+    biased = F.mcmc_distribution(ref, 2.0, chains=20_000, mcmc_steps=16, length_correction=False)
+    assert T.tv(biased, T.power(ref_logp, 2.0)) > 0.08  # measured 0.12; the corrected chain: 0.005
+
+
+def test_table_extender_samples_from_q_and_scores_under_p():
+    ref = T.reference()
+    alpha = 3.0
+    extend = F.table_extender(ref, alpha, torch.Generator().manual_seed(0))
+    n = 4000
+    tokens = torch.full((n, T.L), T.EOS)
+    tokens[:, 0] = 1  # every row: the prefix "b"
+    new, mask, logp, logq, ended = extend(torch.arange(n), tokens, torch.ones(n, dtype=torch.long), torch.full((n,), 2))
+    assert mask.sum(-1).max() <= 2 and (mask[:, 0]).all()
+    first = T.child(0, 1)
+    q = (alpha * ref[first]).softmax(-1)
+    freq = torch.bincount(new[:, 0], minlength=T.V).float() / n
+    assert (freq - q).abs().max() < 0.03  # the first new token ~ q
+    torch.testing.assert_close(logq[:, 0], q.log()[new[:, 0]])
+    torch.testing.assert_close(logp[:, 0], ref[first].log_softmax(-1)[new[:, 0]])
+    assert torch.equal(ended, (new == T.EOS).logical_and(mask).any(-1))
+
+
+@pytest.mark.parametrize("sampler", [plain_rollout.rollout, fast_rollout.rollout], ids=["plain", "fast"])
+def test_language_model_proposal_and_power_rollout(sampler):
+    model = tiny_qwen()
+    # (as built, some chains end in EOS and some run to the 12-token budget)
+    prompts = [[5, 6, 7], [8, 9], [10, 11, 12, 13]] * 4
+    gen = torch.Generator().manual_seed(0)
+    roll, sampled = power_rollout(model, prompts, 12, [1], 0, 2.0, 3, 2, sampler, gen)
+    assert roll.response_mask.shape[1] <= 12 and sampled >= roll.lengths.sum()
+    # each response's log-probs are p's (temperature 1) under teacher forcing
+    from model import response_logprobs
+
+    logp, _ = response_logprobs(model, roll.sequences, roll.attention_mask, roll.response_mask)
+    torch.testing.assert_close(roll.logprobs, logp, atol=1e-5, rtol=0)
+    ended = roll.responses.eq(1).logical_and(roll.response_mask).any(-1)
+    assert torch.equal(ended, ~roll.truncated) and (roll.lengths[roll.truncated] == 12).all()
+    assert 0 < ended.sum() < len(prompts)
+    prompt, _ = left_pad(prompts, 0, "cpu")
+    assert torch.equal(roll.sequences[:, : prompt.shape[1]], prompt)
+
+
+def test_self_rewards_reach_their_optima_on_the_table():
+    ref, r_table = T.reference(), T.score_table(T.correct_long)
+    tokens, mask, _, _, _ = T.space(ref, T.correct_long, False)
+    texts = T.answer(tokens)
+    for mode in ("entropy-seq", "majority"):
+        pi = T.token_logp(T.train(F.self_reward(mode), ref, r_table, steps=300), tokens, mask).sum(-1).exp()
+        if mode == "majority":  # a certain answer
+            assert max(F.answer_distribution(pi, texts).values()) > 0.95
+        else:  # a point mass
+            assert pi.max() > 0.95
+
+
+def test_random_reward_has_zero_expected_gradient():
+    mean_norm, one_norm = F.random_reward_expected_gradient(T.reference())
+    assert mean_norm < 1e-6 < 1e-2 < one_norm
