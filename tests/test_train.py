@@ -165,6 +165,30 @@ def test_checkpoint_loads_in_evaluate(tmp_path):
     assert set(results) == {"base", "task"} and 0 <= results["task"]["pass@1"] <= 1
 
 
+def test_family_modes_train_and_power_sampling_evaluates(tmp_path):
+    for script, mode in (("train_sharpen.py", "majority"), ("train_sharpen.py", "self-certainty"), ("train_task.py", "random")):
+        out = str(tmp_path / mode)
+        run(script, "--mode", mode, "--steps", "1", "--out", out, *SMALL)
+        reward = read_log(out)[1]["reward"]
+        assert 0 <= reward <= 1 if mode != "self-certainty" else reward > 0, (mode, reward)
+    result = tmp_path / "power.json"
+    args = ["--dataset", "toy", "--limit", "4", "--n", "2", "--max-new-tokens", "16", "--out", str(result)]
+    run(
+        "evaluate.py",
+        *args,
+        "--compare",
+        f"power={tmp_path / 'majority'}",
+        "--power-sample",
+        "--blocks",
+        "2",
+        "--mcmc-steps",
+        "2",
+    )
+    power = json.load(open(result))["power"]
+    assert power["tokens_per_answer"] > power["length"] > 0  # the chain sampled more than it kept
+    assert power["train_tokens"] > 0  # a run: its training cost is reported too
+
+
 def test_torchrun_two_processes(tmp_path):
     out = str(tmp_path / "ddp")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]
