@@ -39,8 +39,8 @@ def power_sample(extend, n, alpha, max_new_tokens, blocks, mcmc_steps, generator
     continuation of tokens[i, :starts[i]] of at most budgets[i] tokens from q, and returns (new tokens [n, w], their mask,
     log p and log q of each new token [n, w], whether each continuation ended in EOS [n]).
     Returns (tokens [n, W], lengths [n], log p per token [n, W], whether each response ended in EOS [n],
-    the number of tokens sampled from q). length_correction=False drops the log |y| - log |y'| term (the
-    authors' ratio: its chain settles elsewhere; theory_family.py measures where).
+    the number of tokens sampled from q). length_correction=False drops the log |y| - log |y'| term, as the
+    authors' code does: that chain settles elsewhere (theory_family.py measures where).
     """
     W, blocks = max_new_tokens, min(blocks, max_new_tokens)
     tokens = torch.zeros((n, W), dtype=torch.long, device=device)

@@ -76,12 +76,12 @@ for step in run.steps():
     elif args.mode == "tempered":
         R = args.alpha * ref_seq - logp_pi
     elif args.mode == "entropy":
-        R = -entropy.sum(-1) / roll.lengths  # entropy is zero outside the response
+        R = -entropy.sum(-1) / roll.lengths  # -(1/T) sum_t H_t (H_t is zero past the response)
     elif args.mode == "entropy-seq":
-        R = logp_pi / roll.lengths
+        R = logp_pi / roll.lengths  # (1/T) sum_t log pi_theta(y_t)
     elif args.mode == "self-certainty":
-        R = roll.certainty.sum(-1) / roll.lengths  # pi_theta's own logits, whatever the sampling options
-    else:  # majority
+        R = roll.certainty.sum(-1) / roll.lengths  # (1/T) sum_t [logsumexp(z_t) - mean z_t], pi_theta's own z_t
+    else:  # majority: 1[answer_i = the most common answer of its group], from the answers alone
         R = majority_vote(answers, G).to(r.device)
 
     # 4. advantages: leave-one-out A_i = R_i - mean_{j != i} R_j (--baseline mean: GRPO's R_i - mean_j R_j)
