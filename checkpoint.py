@@ -50,11 +50,12 @@ def _sha256(path):
     return h.hexdigest()
 
 
-def write_folder(final, model, tokenizer, trainer_state=None):
-    """save_pretrained (+ trainer.pt) into a temporary folder, seal it with checksums, rename it into place."""
+def write_folder(final, model, tokenizer, trainer_state=None, weights=None):
+    """save_pretrained (+ trainer.pt) into a temporary folder, seal it with checksums, rename it into place.
+    `weights`: a full state dict to write in place of the model's own (a sharded model's, gathered)."""
     tmp = final + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=weights)
     tokenizer.save_pretrained(tmp)
     if trainer_state is not None:
         torch.save(trainer_state, os.path.join(tmp, "trainer.pt"))
@@ -72,11 +73,10 @@ def write_folder(final, model, tokenizer, trainer_state=None):
     return final
 
 
-def save(run_dir, step, model, tokenizer, trainer_state, keep=2):
+def save(run_dir, step, model, tokenizer, trainer_state, keep=2, weights=None):
     """Write run_dir/step_<step>, then keep only the newest `keep` good checkpoints."""
-    path = write_folder(
-        os.path.join(run_dir, f"step_{step:06d}"), model, tokenizer, {**trainer_state, "step": step, "rng": rng_state()}
-    )
+    state = {**trainer_state, "step": step, "rng": rng_state()}
+    path = write_folder(os.path.join(run_dir, f"step_{step:06d}"), model, tokenizer, state, weights)
     for old in completed(run_dir)[:-keep]:
         shutil.rmtree(old)
     return path

@@ -135,6 +135,12 @@ def response_logprobs(model, sequences, attention_mask, response_mask, chunk_ele
     valid response tokens in chunks of about `chunk_elements` logits, each under activation
     checkpointing, so neither the forward nor the backward pass ever holds [B, R, V] logits.
     """
+    if hasattr(model, "sharded_scorer"):  # --fsdp: the pass runs inside FSDP's root unit (sharding.py)
+        return model.sharded_scorer(sequences, attention_mask, response_mask, chunk_elements=chunk_elements, entropy=entropy)
+    return _response_logprobs(model, sequences, attention_mask, response_mask, chunk_elements, entropy)
+
+
+def _response_logprobs(model, sequences, attention_mask, response_mask, chunk_elements=2**26, entropy=False):
     width = response_mask.shape[1]
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     with autocast(model.device):

@@ -28,6 +28,7 @@ from tqdm import tqdm
 import checkpoint
 import distributed
 import options
+import sharding
 from data import default_template, drop_long_prompts, load_or_exit
 from evaluate import sample_and_grade
 from loss import AGGREGATIONS, BASELINES, token_weights
@@ -72,6 +73,12 @@ def parser(description, out):
     p.add("--rollout-batch", type=options.COUNT, default=512, help="sequences per rollout call")
     p.add("--gradient-checkpointing", action="store_true")
     p.add("--ref-on-cpu", action="store_true", help="keep the reference model in CPU memory between uses")
+    p.add(
+        "--fsdp",
+        action="store_true",
+        help="shard the policy and the reference over the ranks with torch's FSDP2 (sharding.py): 1/N of the weights, "
+        "gradients and AdamW state per rank",
+    )
     # bookkeeping
     p.add("--out", default=out, help="run folder: config.json, log.jsonl, checkpoints, final/")
     p.add("--eval-every", type=options.COUNT, task=True, help="evaluate every this many steps (and at step 0)")
@@ -135,13 +142,21 @@ class Run:
         self.policy = base.train()
         if args.gradient_checkpointing:
             self.policy.activation_checkpointing_enable()
+        self.sharded = args.fsdp
+        if self.sharded:
+            sharding.shard(self.policy, dist.device)
+            if not args.ref_on_cpu:
+                sharding.shard(self.ref, dist.device)
         self.opt = torch.optim.AdamW(
             self.policy.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=args.weight_decay
         )
         warm = max(1, args.warmup)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, 0.1 + 0.9 * s / warm))
         if args.resume:
-            self.opt.load_state_dict(state["optimizer"])
+            if self.sharded:
+                sharding.load_optimizer_state(self.policy, self.opt, state["optimizer"])
+            else:
+                self.opt.load_state_dict(state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
             checkpoint.set_rng_state(state["rng"])
             if dist.is_main:
@@ -201,22 +216,23 @@ class Run:
     def _sample_and_grade(self, rows, grader, n, ignore_eos, gen):
         """evaluate.sample_and_grade with this run's model, prompt and sampling options."""
         args = self.args
-        roll, r, answers, _, _ = sample_and_grade(
-            self.policy,
-            self.tokenizer,
-            rows,
-            grader,
-            n,
-            self.template,
-            args.max_new_tokens,
-            args.temperature,
-            args.top_k,
-            args.top_p,
-            ignore_eos,
-            args.rollout_batch,
-            gen,
-            args.plain_rollout,
-        )
+        with sharding.full_weights(self.policy):  # --fsdp: the weights gathered once for the whole rollout
+            roll, r, answers, _, _ = sample_and_grade(
+                self.policy,
+                self.tokenizer,
+                rows,
+                grader,
+                n,
+                self.template,
+                args.max_new_tokens,
+                args.temperature,
+                args.top_k,
+                args.top_p,
+                ignore_eos,
+                args.rollout_batch,
+                gen,
+                args.plain_rollout,
+            )
         return roll, r, answers
 
     @torch.no_grad()
@@ -253,8 +269,9 @@ class Run:
     def sync_gradients(self):
         """Sum the gradients over ranks and clip them. Returns the norm, or None when the step must be skipped
         (a non-finite gradient: warned, and three in a row stop the run)."""
-        self.dist.all_reduce_grads(self.policy)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.args.grad_clip).item()
+        if not self.sharded:  # FSDP has already summed them, each rank its shard, during the backward pass
+            self.dist.all_reduce_grads(self.policy)
+        grad_norm = sharding.full(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.args.grad_clip)).item()
         if math.isfinite(grad_norm):
             self.bad_steps = 0
             return grad_norm
@@ -267,8 +284,10 @@ class Run:
 
     def check_parameters(self):
         """After an update: every parameter finite, or stop before anything is saved."""
-        finite = torch.stack([torch.isfinite(p).all() for p in self.policy.parameters()]).all()
-        if not finite.item():  # one host-device sync, not one per parameter
+        bad = torch.stack([~torch.isfinite(sharding.local(p)).all() for p in self.policy.parameters()]).any()
+        if self.sharded:  # each rank checks its own shards; all of them stop together
+            bad = self.dist.sum(bad) > 0
+        if bad.item():  # one host-device sync, not one per parameter
             raise SystemExit(
                 "error: the update left non-finite parameters: stopping without saving "
                 "(the last checkpoint is intact; --resume continues from it)"
@@ -323,20 +342,29 @@ class Run:
 
     def save(self, step):
         """A checkpoint of the model after `step` updates (rank 0 writes it); never right after a skipped step."""
-        if self.dist.is_main and step != self.saved_step and self.bad_steps == 0:
-            self.saved_step = step
-            state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "config": vars(self.args)}
-            checkpoint.save(self.args.out, step, self.policy, self.tokenizer, state, self.args.keep)
+        if step == self.saved_step or self.bad_steps:
+            return
+        self.saved_step = step
+        # --fsdp: every rank takes part in gathering the full weights and optimizer state to rank 0
+        weights = sharding.full_weights_state(self.policy) if self.sharded else None
+        optimizer = sharding.full_optimizer_state(self.policy, self.opt) if self.sharded else self.opt.state_dict()
+        if self.dist.is_main:
+            state = {"optimizer": optimizer, "scheduler": self.sched.state_dict(), "config": vars(self.args)}
+            checkpoint.save(self.args.out, step, self.policy, self.tokenizer, state, self.args.keep, weights)
 
     def stop_if_signalled(self, step):
-        if self.stop_signal is not None:
+        stop = self.stop_signal is not None
+        if self.sharded:  # saving is collective: stop on every rank if any was signalled
+            stop = self.dist.sum(float(stop)).item() > 0
+        if stop:
             self.save(step)
             raise SystemExit(f"stopped by signal {self.stop_signal} after step {step}; --resume continues")
 
     def finish(self):
         """The last checkpoint, and the final model in out/final (what evaluate.py loads), both verified on load."""
         self.save(self.args.steps)
+        self.check_parameters()
+        weights = sharding.full_weights_state(self.policy) if self.sharded else None
         if self.dist.is_main:
-            self.check_parameters()
-            checkpoint.write_folder(os.path.join(self.args.out, "final"), self.policy, self.tokenizer)
+            checkpoint.write_folder(os.path.join(self.args.out, "final"), self.policy, self.tokenizer, weights=weights)
         self.dist.close()

@@ -1,6 +1,7 @@
 """
 Data parallelism is exact: two processes on CPU (gloo), each holding half of a batch, take the same
-optimizer step as one process holding the whole batch (within fp32 tolerance), and log the same metrics.
+optimizer step as one process holding the whole batch (within fp32 tolerance), and log the same metrics;
+so do two processes that shard the policy with FSDP2 (--fsdp, sharding.py), each holding half of it.
 
 The real code path runs on both sides: `trainer.Run(args)` builds the trainer, the trainers' step 5
 (conftest.policy_gradient_step, line for line: micro-batches, global totals in `Run.token_weights`,
@@ -20,6 +21,7 @@ import torch
 import torch.multiprocessing as mp
 
 import distributed
+import sharding
 import trainer
 from conftest import policy_gradient_step
 from rollout import Rollout
@@ -34,10 +36,13 @@ CASES = {
     "constant": dict(aggregation="constant", micro_batch=8),
     "ppo+kl": dict(aggregation="token", micro_batch=5, updates_per_batch=2, kl_coef=0.1),  # 2 steps, ratio + KL
 }
+# The same cases with the policy and the reference sharded by FSDP2 (--fsdp): compared with the one-process
+# step of the case they shard, so sharded = replicated = one process.
+SHARDED = {"fsdp:token": "token", "fsdp:ppo+kl": "ppo+kl"}
 TIMING = ("step_time", "tokens_per_s")
 
 
-def make_run(out, aggregation, micro_batch, updates_per_batch=1, kl_coef=0.0):
+def make_run(out, aggregation, micro_batch, updates_per_batch=1, kl_coef=0.0, fsdp=False):
     args = [
         "--device",
         "cpu",
@@ -59,6 +64,7 @@ def make_run(out, aggregation, micro_batch, updates_per_batch=1, kl_coef=0.0):
         str(kl_coef),
         "--out",
         out,
+        *(["--fsdp"] if fsdp else []),
     ]
     p = trainer.parser("x", out)
     return trainer.Run(p.parse_args(args), p)
@@ -90,8 +96,11 @@ def step(run, batch):
         "loss": metrics["loss"],
         "grad_norm": grad_norm,  # metrics["loss"]: summed over ranks
         "metrics": {k: v for k, v in metrics.items() if k not in TIMING},
-        "params": {n: p.detach().clone() for n, p in run.policy.named_parameters()},
-        "grads": {n: p.grad.clone() for n, p in run.policy.named_parameters()},
+        # sharded: the whole tensors gathered from both ranks, and how many elements this rank holds
+        "params": {n: sharding.full(p.detach()).clone() for n, p in run.policy.named_parameters()},
+        "grads": {n: sharding.full(p.grad).clone() for n, p in run.policy.named_parameters()},
+        "held": sum(sharding.local(p).numel() for p in run.policy.parameters()),
+        "total": sum(sharding.full(p.detach()).numel() for p in run.policy.parameters()),
     }
 
 
@@ -105,6 +114,8 @@ def _worker(rank, port, batch, out):
     n = len(batch["A"]) // WORLD
     half = {k: rows(v, slice(rank * n, (rank + 1) * n)) for k, v in batch.items()}
     results = {name: step(make_run(os.path.join(out, f"rank{rank}_{name}"), **case), half) for name, case in CASES.items()}
+    for name, case in SHARDED.items():
+        results[name] = step(make_run(os.path.join(out, f"rank{rank}_{name}"), **CASES[case], fsdp=True), half)
     torch.save(results, os.path.join(out, f"rank{rank}.pt"))
     dist.close()
 
@@ -147,11 +158,11 @@ def single_and_split(tmp_path_factory, quiet_process):
     return init, single, split
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", [*CASES, *SHARDED])
 def test_two_ranks_take_the_same_step_as_one_process(single_and_split, case):
     """Loss, pre-clip grad norm, the summed (clipped) gradient and the parameters after AdamW all match."""
     init, single, split = single_and_split
-    one, two = single[case], split[0][case]
+    one, two = single[SHARDED.get(case, case)], split[0][case]
     assert math.isclose(two["loss"], one["loss"], rel_tol=1e-5, abs_tol=1e-7)
     assert math.isclose(two["grad_norm"], one["grad_norm"], rel_tol=1e-5)  # catches a wrongly scaled gradient
     for name, g in one["grads"].items():
@@ -166,10 +177,20 @@ def test_two_ranks_take_the_same_step_as_one_process(single_and_split, case):
         assert not torch.equal(p, init[name]), f"{name} did not move: the comparison would prove nothing"
 
 
+def test_sharded_ranks_hold_half_of_the_policy_each(single_and_split):
+    """--fsdp: each of the two ranks holds half of the policy's elements (the rest of a row padded), not a replica."""
+    _, single, split = single_and_split
+    for case in SHARDED:
+        held = [split[rank][case]["held"] for rank in range(WORLD)]
+        total = split[0][case]["total"]
+        assert total == single[SHARDED[case]]["total"] and sum(held) >= total and max(held) <= 0.55 * total, (held, total)
+    assert split[0]["token"]["held"] == split[0]["token"]["total"]  # the data-parallel path: a full replica
+
+
 def test_every_rank_ends_with_the_same_parameters(single_and_split):
     """The all-reduced gradient is identical on every rank, so the replicas never drift apart."""
     _, _, split = single_and_split
-    for case in CASES:
+    for case in [*CASES, *SHARDED]:
         for name, p in split[0][case]["params"].items():
             assert torch.equal(split[1][case]["params"][name], p), (case, name)
 
@@ -177,8 +198,8 @@ def test_every_rank_ends_with_the_same_parameters(single_and_split):
 def test_metrics_are_reduced_over_ranks(single_and_split):
     """Run.metrics on two halves reports the whole batch's numbers (means, std, per-token averages, counts)."""
     _, single, split = single_and_split
-    for case in CASES:
-        one, two = single[case]["metrics"], split[0][case]["metrics"]
+    for case in [*CASES, *SHARDED]:
+        one, two = single[SHARDED.get(case, case)]["metrics"], split[0][case]["metrics"]
         assert one.keys() == two.keys()
         for key, value in one.items():
             assert math.isclose(two[key], value, rel_tol=1e-5, abs_tol=1e-7), (case, key, two[key], value)
