@@ -1,7 +1,7 @@
 """
 What fits before you rent it: bytes per GPU of an RL run, from the model's shape and the sharding.
 
-    python memory.py                      # the README's table: 0.5B, 3B and 4B at 1, 2, 4 and 8 GPUs
+    python memory.py                      # the README's table: 0.5B, 3B (Qwen, Llama) and 4B at 1, 2, 4 and 8 GPUs
     python memory.py --model Qwen/Qwen2.5-7B-Instruct --prompts-per-step 32 --max-new-tokens 2048
 
 Per GPU, for N GPUs, P parameters, in GB (10^9 bytes):
@@ -47,6 +47,17 @@ SHAPES = {  # from each model's config.json on the hub
         num_attention_heads=16,
         num_key_value_heads=2,
         vocab_size=151936,
+        tie_word_embeddings=True,
+    ),
+    "meta-llama/Llama-3.2-3B-Instruct": dict(
+        model_type="llama",
+        hidden_size=3072,
+        intermediate_size=8192,
+        num_hidden_layers=28,
+        num_attention_heads=24,
+        num_key_value_heads=8,
+        head_dim=128,
+        vocab_size=128256,
         tie_word_embeddings=True,
     ),
     "Qwen/Qwen3-4B-Instruct-2507": dict(

@@ -18,7 +18,12 @@ def test_parameter_count_equals_a_built_model():
 
 @pytest.mark.parametrize(
     "name,billions",
-    [("Qwen/Qwen2.5-0.5B-Instruct", 0.49), ("Qwen/Qwen2.5-3B-Instruct", 3.09), ("Qwen/Qwen3-4B-Instruct-2507", 4.02)],
+    [
+        ("Qwen/Qwen2.5-0.5B-Instruct", 0.49),
+        ("Qwen/Qwen2.5-3B-Instruct", 3.09),
+        ("meta-llama/Llama-3.2-3B-Instruct", 3.21),
+        ("Qwen/Qwen3-4B-Instruct-2507", 4.02),
+    ],
 )
 def test_shapes_give_the_published_sizes(name, billions):
     total, _ = memory.parameters(memory.model_config(name))
