@@ -59,10 +59,10 @@ def shard(model, device):
         fully_shard(layer, mp_policy=policy)
     scorer = ShardedScorer(model)
     fully_shard(scorer, mp_policy=policy)
-    for unit in [m for m in scorer.modules() if isinstance(m, FSDPModule)]:
+    object.__setattr__(model, "sharded_scorer", scorer)  # a plain attribute: not a submodule of its own child
+    for unit in _units(model):
         unit.set_gradient_divide_factor(1.0)  # summed over ranks, as the data-parallel all-reduce sums them,
         unit.set_force_sum_reduction_for_comms(True)  # with a plain SUM (gloo has no pre-multiplied sum)
-    object.__setattr__(model, "sharded_scorer", scorer)  # a plain attribute: not a submodule of its own child
     # FSDP sets itself up in the root's first forward; run one now, before a rollout calls the layers directly.
     with torch.no_grad():
         one = torch.ones((1, 2), dtype=torch.long, device=device)
