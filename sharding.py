@@ -100,19 +100,25 @@ def full_weights(model):
 
 
 def full_weights_state(model):
-    """The full state dict of a sharded model on rank 0, named as save_pretrained names it (empty elsewhere):
-    every rank must call this."""
+    """The full state dict of a sharded model on rank 0, named as save_pretrained names it (empty elsewhere; None
+    for a model that is not sharded, whose own state dict is the full one): every rank must call this."""
+    if not is_sharded(model):
+        return None
     weights = get_model_state_dict(model.sharded_scorer, options=FULL_ON_RANK_0)
     return {name.removeprefix("model."): tensor for name, tensor in weights.items()}
 
 
 def full_optimizer_state(model, optimizer):
-    """The full optimizer state on rank 0 (empty elsewhere): every rank must call this."""
+    """The full optimizer state (on rank 0 only, when sharded): every rank must call this."""
+    if not is_sharded(model):
+        return optimizer.state_dict()
     return get_optimizer_state_dict(model.sharded_scorer, optimizer, options=FULL_ON_RANK_0)
 
 
 def load_optimizer_state(model, optimizer, state):
-    """Shard a full optimizer state (as full_state saved it) into this rank's optimizer."""
+    """Load a full optimizer state (as full_optimizer_state returned it), sharding it when the model is."""
+    if not is_sharded(model):
+        return optimizer.load_state_dict(state)
     options = StateDictOptions(full_state_dict=True)
     set_optimizer_state_dict(model.sharded_scorer, optimizer, optim_state_dict=state, options=options)
 

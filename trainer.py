@@ -142,8 +142,7 @@ class Run:
         self.policy = base.train()
         if args.gradient_checkpointing:
             self.policy.activation_checkpointing_enable()
-        self.sharded = args.fsdp
-        if self.sharded:
+        if args.fsdp:
             sharding.shard(self.policy, dist.device)
             if not args.ref_on_cpu:
                 sharding.shard(self.ref, dist.device)
@@ -153,10 +152,7 @@ class Run:
         warm = max(1, args.warmup)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, 0.1 + 0.9 * s / warm))
         if args.resume:
-            if self.sharded:
-                sharding.load_optimizer_state(self.policy, self.opt, state["optimizer"])
-            else:
-                self.opt.load_state_dict(state["optimizer"])
+            sharding.load_optimizer_state(self.policy, self.opt, state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
             checkpoint.set_rng_state(state["rng"])
             if dist.is_main:
@@ -269,7 +265,7 @@ class Run:
     def sync_gradients(self):
         """Sum the gradients over ranks and clip them. Returns the norm, or None when the step must be skipped
         (a non-finite gradient: warned, and three in a row stop the run)."""
-        if not self.sharded:  # FSDP has already summed them, each rank its shard, during the backward pass
+        if not self.args.fsdp:  # FSDP has already summed them, each rank its shard, during the backward pass
             self.dist.all_reduce_grads(self.policy)
         grad_norm = sharding.full(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.args.grad_clip)).item()
         if math.isfinite(grad_norm):
@@ -285,9 +281,7 @@ class Run:
     def check_parameters(self):
         """After an update: every parameter finite, or stop before anything is saved."""
         bad = torch.stack([~torch.isfinite(sharding.local(p)).all() for p in self.policy.parameters()]).any()
-        if self.sharded:  # each rank checks its own shards; all of them stop together
-            bad = self.dist.sum(bad) > 0
-        if bad.item():  # one host-device sync, not one per parameter
+        if self.dist.sum(bad).item():  # each rank checks what it holds (its shards with --fsdp); all stop together
             raise SystemExit(
                 "error: the update left non-finite parameters: stopping without saving "
                 "(the last checkpoint is intact; --resume continues from it)"
@@ -346,17 +340,16 @@ class Run:
             return
         self.saved_step = step
         # --fsdp: every rank takes part in gathering the full weights and optimizer state to rank 0
-        weights = sharding.full_weights_state(self.policy) if self.sharded else None
-        optimizer = sharding.full_optimizer_state(self.policy, self.opt) if self.sharded else self.opt.state_dict()
+        weights = sharding.full_weights_state(self.policy)  # None: not sharded, the model's own is full
+        optimizer = sharding.full_optimizer_state(self.policy, self.opt)
         if self.dist.is_main:
             state = {"optimizer": optimizer, "scheduler": self.sched.state_dict(), "config": vars(self.args)}
             checkpoint.save(self.args.out, step, self.policy, self.tokenizer, state, self.args.keep, weights)
 
     def stop_if_signalled(self, step):
-        stop = self.stop_signal is not None
-        if self.sharded:  # saving is collective: stop on every rank if any was signalled
-            stop = self.dist.sum(float(stop)).item() > 0
-        if stop:
+        # Every rank stops if any was signalled: a rank that stopped alone would leave the others waiting in their
+        # next collective (and with --fsdp, saving is one).
+        if self.dist.sum(float(self.stop_signal is not None)).item():
             self.save(step)
             raise SystemExit(f"stopped by signal {self.stop_signal} after step {step}; --resume continues")
 
@@ -364,7 +357,7 @@ class Run:
         """The last checkpoint, and the final model in out/final (what evaluate.py loads), both verified on load."""
         self.save(self.args.steps)
         self.check_parameters()
-        weights = sharding.full_weights_state(self.policy) if self.sharded else None
+        weights = sharding.full_weights_state(self.policy)
         if self.dist.is_main:
             checkpoint.write_folder(os.path.join(self.args.out, "final"), self.policy, self.tokenizer, weights=weights)
         self.dist.close()
