@@ -23,13 +23,19 @@ its logits over a vocabulary of V tokens:
     majority        R_i = 1[answer_i = the group's most common answer]  TTRL: a vote stands in for the gold
     random          R ~ Bernoulli(0.5)                            the spurious-reward control (train_task.py)
 
-The trainers write these formulas as code, in the lines where they differ (`diff train_sharpen.py
-train_task.py`); `sequence_reward` is the paper's four in one function, for theory.py and the tests.
+Every formula lives here once, one small function each, and the trainers call them in their reward lines
+(`diff train_sharpen.py train_task.py` shows which); theory.py and the tests call the same functions.
 
-Length normalisation of the likelihood term (the authors' `normalization`, one named call:
-`normalized_likelihood`): "sum" is the paper's default and the one that prefers short responses (every
-token adds a negative log-prob); "mean" divides by the length L; "power" divides by L^w. Only the
-alpha-scaled log pi_ref term is normalised (the authors' choice); -log pi_theta never is.
+Length normalisation, exactly as the authors' `DistSharpeningReward` does it. With ref_sum = log pi_ref(y|x)
+and L = len(y), norm_ref is ref_sum ("sum", the paper's default and every run it reports), ref_sum / L
+("mean") or ref_sum / L^w ("power"; the authors' `weighted_mean`). Only the *extra* power is normalised:
+
+    sharpen     R = alpha * norm_ref
+    tempered    R = (alpha - 1) * norm_ref + (ref_sum - log pi_theta)
+    tilted      R = r + ((alpha - 1) * norm_ref + (ref_sum - log pi_theta)) / b
+
+Under "sum" these are the formulas above. Under "mean" the tempered optimum is no longer pi_ref^alpha but
+pi* ∝ pi_ref(y)^(1 + (alpha - 1)/L(y)): a power that fades with length (theory.py enumerates it).
 """
 
 from collections import Counter
@@ -43,28 +49,61 @@ MODES = ("task", "sharpen", "tempered", "tilted")
 NORMALIZATIONS = ("sum", "mean", "power")
 
 
-def normalized_likelihood(logp_ref, lengths, normalization="sum", length_power=0.5):
+def normalized_likelihood(ref_sum, lengths, normalization="sum", length_power=0.5):
+    """norm_ref: log pi_ref(y|x) [N] as the sum, or divided by the length L [N] or by L^w."""
     if normalization == "sum":
-        return logp_ref  # log pi_ref(y|x)
+        return ref_sum  # log pi_ref(y|x)
     if normalization == "mean":
-        return logp_ref / lengths  # log pi_ref(y|x) / L
+        return ref_sum / lengths  # log pi_ref(y|x) / L
     if normalization == "power":
-        return logp_ref / lengths**length_power  # log pi_ref(y|x) / L^w
+        return ref_sum / lengths**length_power  # log pi_ref(y|x) / L^w
     raise ValueError(f"unknown normalization {normalization!r}; expected one of {NORMALIZATIONS}")
 
 
-def sequence_reward(mode, r, logp_ref, logp_pi, lengths, alpha=1.0, b=1.0, normalization="sum", length_power=0.5):
-    """All arguments are per-sequence tensors [N] (logp_* summed over the response). Returns R [N]."""
-    ref = normalized_likelihood(logp_ref, lengths.float(), normalization, length_power)
+# -----------------------------------------------------------------------------
+# the paper's rewards: per-sequence tensors [N]; policy_sum = log pi_theta(y|x), detached (a constant reward)
+
+
+def sharpening_reward(norm_ref, alpha):
+    return alpha * norm_ref  # R = alpha * log pi_ref(y|x)
+
+
+def tempered_reward(norm_ref, ref_sum, policy_sum, alpha):
+    return (alpha - 1) * norm_ref + (ref_sum - policy_sum)  # R = alpha * log pi_ref - log pi_theta (under "sum")
+
+
+def tilted_reward(r, norm_ref, ref_sum, policy_sum, alpha, b):
+    return r + tempered_reward(norm_ref, ref_sum, policy_sum, alpha) / b  # R = r + (alpha log pi_ref - log pi_theta) / b
+
+
+def sequence_reward(mode, r, ref_sum, policy_sum, lengths, alpha=1.0, b=1.0, normalization="sum", length_power=0.5):
+    """The paper's four regimes by name (theory.py's switch): the functions above, from ref_sum and L."""
+    norm_ref = normalized_likelihood(ref_sum, lengths.float(), normalization, length_power)
     if mode == "task":
         return r  # R = r
     if mode == "sharpen":
-        return alpha * ref  # R = alpha * log pi_ref
+        return sharpening_reward(norm_ref, alpha)
     if mode == "tempered":
-        return alpha * ref - logp_pi  # R = alpha * log pi_ref - log pi_theta
+        return tempered_reward(norm_ref, ref_sum, policy_sum, alpha)
     if mode == "tilted":
-        return r + (alpha * ref - logp_pi) / b  # R = r + (alpha * log pi_ref - log pi_theta) / b
+        return tilted_reward(r, norm_ref, ref_sum, policy_sum, alpha, b)
     raise ValueError(f"unknown reward mode {mode!r}; expected one of {MODES}")
+
+
+# -----------------------------------------------------------------------------
+# the family's self-rewards: per-token tensors [N, T], zero past each response of length T = lengths [N]
+
+
+def entropy_reward(entropy, lengths):
+    return -entropy.sum(-1) / lengths  # R = -(1/T) sum_t H_t
+
+
+def logprob_reward(logp, lengths):
+    return logp.sum(-1) / lengths  # R = (1/T) sum_t log pi_theta(y_t)
+
+
+def self_certainty_reward(certainty, lengths):
+    return certainty.sum(-1) / lengths  # R = (1/T) sum_t [logsumexp(z_t) - mean_j z_tj]
 
 
 def majority_vote(answers, group_size):

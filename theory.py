@@ -18,6 +18,8 @@ No gradient is computed exactly: every step uses samples only. The optimum of ea
 by enumeration (the paper's section 2.3):
 
     tempered   R = alpha log pi_ref - log pi_theta                pi* ∝ pi_ref^alpha
+    tempered, length-normalised ("mean", the authors' transform):
+               R = (alpha - 1) log pi_ref / L + log pi_ref - log pi_theta      pi* ∝ pi_ref^(1 + (alpha - 1)/L)
     KL-reg.    R = log pi_ref - beta (log pi_theta - log pi_ref)  pi* ∝ pi_ref^(1 + 1/beta)
     tilted     R = r + (alpha log pi_ref - log pi_theta) / b      pi* ∝ pi_ref^alpha exp(b r)
     sharpen    R = log pi_ref                                     pi* = point mass on argmax_y pi_ref(y)
@@ -37,7 +39,7 @@ import time
 import torch
 
 from loss import group_advantages, policy_loss, token_weights
-from rewards import sequence_reward
+from rewards import normalized_likelihood, sequence_reward
 
 # -----------------------------------------------------------------------------
 # the language: every response, and the prefix tree the tabular policy lives on
@@ -137,8 +139,12 @@ def power(ref_logp, alpha):
     return (alpha * ref_logp).softmax(0)  # pi_ref^alpha / Z_alpha
 
 
-def tilted(ref_logp, r, alpha, b):
-    return (alpha * ref_logp + b * r).softmax(0)  # pi_ref^alpha exp(b r) / Z
+def tilted(ref_logp, r, alpha, b, norm_ref=None):
+    """pi* ∝ pi_ref exp((alpha - 1) norm_ref + b r): the optimum of E_pi[b r + (alpha - 1) norm_ref + log pi_ref
+    - log pi], which is b times the tilted reward (tempered: b r = 0). norm_ref = log pi_ref (the default, "sum")
+    gives pi_ref^alpha exp(b r); the length-normalised norm_ref = log pi_ref / L gives pi_ref^(1 + (alpha - 1)/L)."""
+    norm_ref = ref_logp if norm_ref is None else norm_ref
+    return (ref_logp + (alpha - 1) * norm_ref + b * r).softmax(0)
 
 
 def point_mass(ref_logp):
@@ -180,7 +186,8 @@ def reward(regime, r, ref_logp, logp, lengths):
         # reward does not move the optimum: pi* ∝ pi_ref exp(log pi_ref / beta) = pi_ref^(1 + 1/beta).
         beta = regime["beta"]
         return beta * sequence_reward("tempered", r, ref_logp, logp, lengths, alpha=1 + 1 / beta)
-    return sequence_reward(regime["mode"], r, ref_logp, logp, lengths, alpha=regime.get("alpha", 1.0), b=regime.get("b", 1.0))
+    alpha, b, normalization = regime.get("alpha", 1.0), regime.get("b", 1.0), regime.get("normalization", "sum")
+    return sequence_reward(regime["mode"], r, ref_logp, logp, lengths, alpha, b, normalization)
 
 
 def train(regime, ref, r_table, steps=200, groups=128, G=8, lr=0.1, seed=0, fixed_length=False):
@@ -225,22 +232,26 @@ REGIMES = [
     ("tempered a=1", "pi_ref", dict(mode="tempered", alpha=1.0), False, 50),  # starts at its optimum
     ("tempered a=2", "pi_ref^2", dict(mode="tempered", alpha=2.0), False, 200),
     ("tempered a=4", "pi_ref^4", dict(mode="tempered", alpha=4.0), False, 200),
+    ("tempered a=4 mean", "pi_ref^(1+3/L)", dict(mode="tempered", alpha=4.0, normalization="mean"), False, 200),
     ("KL beta=0.5", "pi_ref^3", dict(mode="tempered", beta=BETA), False, 200),
     ("tilted a=1 b=2", "pi_ref e^(2r)", dict(mode="tilted", alpha=1.0, b=2.0), False, 200),
+    ("tilted a=4 b=2 mean", "pi_ref^(1+3/L) e^2r", dict(mode="tilted", alpha=4.0, b=2.0, normalization="mean"), False, 200),
     ("sharpen", "argmax pi_ref", dict(mode="sharpen", alpha=1.0), False, 300),  # a point mass: slower to reach
     ("sharpen, fixed L", "argmax pi_ref", dict(mode="sharpen", alpha=1.0), True, 300),  # EOS ignored
     ("task", "r = 1", dict(mode="task"), False, 200),
 ]
 
 
-def target(regime, ref_logp, r):
-    """The closed-form optimum over the listed responses; None for the task reward, whose optimum is a set."""
+def target(regime, ref_logp, r, length=None):
+    """The closed-form optimum over the listed responses; None for the task reward, whose optimum is a set.
+    `length` (len(y), EOS included) is needed only under a length normalisation."""
     if regime["mode"] == "task":
         return None
+    norm_ref = normalized_likelihood(ref_logp, length, regime.get("normalization", "sum"))
     if regime["mode"] == "sharpen":
-        return point_mass(ref_logp)
+        return point_mass(norm_ref)
     alpha = 1 + 1 / regime["beta"] if "beta" in regime else regime["alpha"]
-    return tilted(ref_logp, r, alpha, regime["b"]) if regime["mode"] == "tilted" else power(ref_logp, alpha)
+    return tilted(ref_logp, r, alpha, regime["b"] if regime["mode"] == "tilted" else 0.0, norm_ref)
 
 
 def distance(pi, goal, r):
@@ -269,16 +280,16 @@ def main():
     )
 
     print(
-        "\nregime           | target        | TV(ref, target) | TV(trained, target) | E[len] target | E[len] trained "
+        "\nregime              | target              | TV(ref, target) | TV(trained, target) | E[len] target | E[len] trained "
         "| acc target | acc trained"
     )
     for name, label, regime, fixed, steps in REGIMES:
         tok, msk, lp, ln, rr = space(ref, correct_long, fixed)
-        goal = target(regime, lp, rr)
+        goal = target(regime, lp, rr, ln)
         pi = token_logp(train(regime, ref, r_table, steps=steps, fixed_length=fixed), tok, msk).sum(-1).exp()
         goal_len, goal_acc = ("any", "1.000") if goal is None else (f"{(goal * ln).sum():.3f}", f"{(goal * rr).sum():.3f}")
         print(
-            f"{name:16s} | {label:13s} | {distance(lp.exp(), goal, rr):15.3f} | {distance(pi, goal, rr):19.4f} | "
+            f"{name:19s} | {label:19s} | {distance(lp.exp(), goal, rr):15.3f} | {distance(pi, goal, rr):19.4f} | "
             f"{goal_len:>13s} | {(pi * ln).sum():14.3f} | {goal_acc:>10s} | {(pi * rr).sum():11.3f}"
         )
 
@@ -302,6 +313,19 @@ def main():
         f"sharpening's pick, EOS ignored: {spelled!r} (_ = EOS): len {flength[fm]:.0f}, answer {answer(ftokens)[fm]!r}, "
         f"pi_ref(y*) = {fref_logp[fm].exp():.3f}"
     )
+
+    # --- what a length normalisation trains toward. The authors normalise only the extra power: R = (alpha - 1)
+    # norm_ref + log pi_ref - log pi_theta, so the optimum is pi_ref^(1 + (alpha - 1)/L) under "mean" (and
+    # pi_ref^(1 + (alpha - 1)/L^w) under "power"): a power that fades with length. Sharpening's bias toward short
+    # responses shrinks; with EOS ignored (every L equal) "mean" is pi_ref^alpha again, at a rescaled power.
+    print("\nthe tempered optimum under each --normalization (power: w = 0.5)")
+    print("alpha | E[len]: sum   mean  power | accuracy: sum   mean  power")
+    for alpha in (0.5, 2, 4, 8):
+        goals = [
+            target(dict(mode="tempered", alpha=alpha, normalization=n), ref_logp, r, length) for n in ("sum", "mean", "power")
+        ]
+        lens, accs = [f"{(q * length).sum():6.3f}" for q in goals], [f"{(q * r).sum():6.3f}" for q in goals]
+        print(f"{alpha:5g} | {' '.join(lens):>25s} | {' '.join(accs):>26s}")
 
     # --- the covariance condition: d/dalpha E_{pi_ref^alpha}[r] = Cov_{pi_ref^alpha}(r, log pi_ref).
     # (Differentiate pi_alpha(y) = exp(alpha log pi_ref(y)) / Z_alpha: d log pi_alpha(y) / dalpha =

@@ -26,7 +26,8 @@ import torch
 import theory as T
 from loss import group_advantages, policy_loss, token_weights
 from power_sample import power_sample
-from rewards import majority_vote
+from rewards import entropy_reward, logprob_reward, majority_vote, self_certainty_reward
+from rollout import self_certainty
 
 # -----------------------------------------------------------------------------
 # the proposal of power sampling on the table: continue each prefix from pi_ref at temperature 1/alpha
@@ -88,7 +89,7 @@ def exact_sample_tv(goal, n, seed=0):
 
 
 # -----------------------------------------------------------------------------
-# the self-rewards on the table: the trainers' formulas, with pi_theta's logits z at each prefix
+# the self-rewards on the table: the trainers' functions (rewards.py), with pi_theta's logits z at each prefix
 
 
 def self_reward(mode, G=8):
@@ -96,12 +97,11 @@ def self_reward(mode, G=8):
         z = logits[T.prefixes(tokens)]  # [N, L, V]
         lengths = mask.sum(-1)
         if mode == "entropy":  # R = -(1/T) sum_t H_t
-            H = -(z.softmax(-1) * z.log_softmax(-1)).sum(-1)
-            return -(H * mask).sum(-1) / lengths
+            return entropy_reward(-(z.softmax(-1) * z.log_softmax(-1)).sum(-1) * mask, lengths)
         if mode == "entropy-seq":  # R = (1/T) sum_t log pi_theta(y_t)
-            return T.token_logp(logits, tokens, mask).sum(-1) / lengths
+            return logprob_reward(T.token_logp(logits, tokens, mask), lengths)
         if mode == "self-certainty":  # R = (1/T) sum_t [logsumexp(z_t) - mean_j z_tj]
-            return ((z.logsumexp(-1) - z.mean(-1)) * mask).sum(-1) / lengths
+            return self_certainty_reward(self_certainty(z) * mask, lengths)
         if mode == "majority":  # R_i = 1[answer_i = the group's most common answer]
             return majority_vote([last_symbol(text) for text in T.answer(tokens)], G)
         if mode == "random":  # R ~ Bernoulli(0.5)

@@ -31,10 +31,10 @@ import options  # first: a Ctrl-C while the imports below load exits quietly
 # isort: split
 import time
 
+import rewards
 import trainer
 from loss import group_advantages, policy_loss
 from model import micro_batches, response_logprobs
-from rewards import majority_vote, normalized_likelihood
 
 # -----------------------------------------------------------------------------
 # config: the shared options (trainer.py) and this objective's own; --help lists them all with their defaults
@@ -67,22 +67,23 @@ for step in run.steps():
     #    where it sampled from pi_theta itself; a fresh pass where the reward or the PPO ratio needs the trainer's)
     ref_logp = run.score(ref, roll)
     logp, entropy = run.policy_logprobs(roll, fresh=args.mode == "tempered" or args.updates_per_batch > 1)
-    ref_seq = normalized_likelihood(ref_logp.sum(-1), roll.lengths, args.normalization, args.length_power)
-    logp_pi = logp.sum(-1)  # log pi_theta(y|x)
+    ref_sum, logp_pi = ref_logp.sum(-1), logp.sum(-1)  # log pi_ref(y|x) and log pi_theta(y|x), EOS included
+    norm_ref = rewards.normalized_likelihood(ref_sum, roll.lengths, args.normalization, args.length_power)  # = ref_sum by default
 
-    # 3. the reward: the only lines that differ from train_task.py (r is only logged)
+    # 3. the reward (rewards.py, one function per formula): the only lines that differ from train_task.py; r is only
+    #    logged (norm_ref is log pi_ref(y|x), or its --normalization by length; only the extra power is normalised)
     if args.mode == "sharpen":
-        R = args.alpha * ref_seq
+        R = rewards.sharpening_reward(norm_ref, args.alpha)  # alpha * log pi_ref
     elif args.mode == "tempered":
-        R = args.alpha * ref_seq - logp_pi
+        R = rewards.tempered_reward(norm_ref, ref_sum, logp_pi, args.alpha)  # (alpha - 1) * norm_ref + log pi_ref - log pi_theta
     elif args.mode == "entropy":
-        R = -entropy.sum(-1) / roll.lengths  # -(1/T) sum_t H_t (H_t is zero past the response)
+        R = rewards.entropy_reward(entropy, roll.lengths)  # -(1/T) sum_t H_t (H_t is zero past the response)
     elif args.mode == "entropy-seq":
-        R = logp_pi / roll.lengths  # (1/T) sum_t log pi_theta(y_t)
+        R = rewards.logprob_reward(logp, roll.lengths)  # (1/T) sum_t log pi_theta(y_t)
     elif args.mode == "self-certainty":
-        R = roll.certainty.sum(-1) / roll.lengths  # (1/T) sum_t [logsumexp(z_t) - mean z_t], pi_theta's own z_t
+        R = rewards.self_certainty_reward(roll.certainty, roll.lengths)  # (1/T) sum_t [logsumexp(z_t) - mean z_t], pi_theta's z_t
     else:  # majority: 1[answer_i = the most common answer of its group], from the answers alone
-        R = majority_vote(answers, G).to(r.device)
+        R = rewards.majority_vote(answers, G).to(r.device)
 
     # 4. advantages: leave-one-out A_i = R_i - mean_{j != i} R_j (--baseline mean: GRPO's R_i - mean_j R_j)
     A = group_advantages(R, G, args.baseline, args.std_normalize)

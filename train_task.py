@@ -25,10 +25,10 @@ import time
 
 import torch
 
+import rewards
 import trainer
 from loss import group_advantages, policy_loss
 from model import micro_batches, response_logprobs
-from rewards import normalized_likelihood
 
 # -----------------------------------------------------------------------------
 # config: the shared options (trainer.py) and this objective's own; --help lists them all with their defaults
@@ -62,14 +62,15 @@ for step in run.steps():
     #    where it sampled from pi_theta itself; a fresh pass where the reward or the PPO ratio needs the trainer's)
     ref_logp = run.score(ref, roll)
     logp, entropy = run.policy_logprobs(roll, fresh=args.mode == "tilted" or args.updates_per_batch > 1)
-    ref_seq = normalized_likelihood(ref_logp.sum(-1), roll.lengths, args.normalization, args.length_power)
-    logp_pi = logp.sum(-1)  # log pi_theta(y|x)
+    ref_sum, logp_pi = ref_logp.sum(-1), logp.sum(-1)  # log pi_ref(y|x) and log pi_theta(y|x), EOS included
+    norm_ref = rewards.normalized_likelihood(ref_sum, roll.lengths, args.normalization, args.length_power)  # = ref_sum by default
 
-    # 3. the reward: the only lines that differ from train_sharpen.py
+    # 3. the reward (rewards.py, one function per formula): the only lines that differ from train_sharpen.py
+    #    (norm_ref is log pi_ref(y|x), or its --normalization by length; only the extra power is normalised)
     if args.mode == "task":
         R = r
     elif args.mode == "tilted":
-        R = r + (args.alpha * ref_seq - logp_pi) / args.b
+        R = rewards.tilted_reward(r, norm_ref, ref_sum, logp_pi, args.alpha, args.b)  # r + the tempered reward / b
     else:  # random: a fair coin per response, from its own seeded stream (independent of the samples)
         R = torch.bernoulli(torch.full(r.shape, 0.5, device=r.device), generator=run.generator(step, stream=1))
 

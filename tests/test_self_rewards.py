@@ -1,44 +1,26 @@
 """The sharpening family's rewards and the random control, each against a value computed by hand.
 
-The trainers write their rewards inline (`if args.mode == ...: R = ...`), so these tests run those very
-lines: they cut the reward block out of train_sharpen.py / train_task.py and execute it on small inputs.
+These tests run the trainers' own reward lines (conftest.trainer_reward cuts them out of train_sharpen.py /
+train_task.py) on small inputs.
 """
 
-import ast
 import math
-import os
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import trainer_reward
 from rewards import TaskGrader, majority_vote
 from rollout import self_certainty
-
-
-def reward_block(script):
-    """The trainer's `if args.mode == ...` chain, compiled: the lines a student reads."""
-    tree = ast.parse(open(os.path.join(ROOT, script)).read())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "args.mode ==" in ast.unparse(node.test):
-            return compile(ast.Module(body=[node], type_ignores=[]), script, "exec")
-    raise AssertionError(f"no reward block in {script}")
-
-
-def trainer_reward(script, mode, **inputs):
-    scope = dict(args=SimpleNamespace(mode=mode, alpha=1.0, b=1.0), torch=torch, majority_vote=majority_vote, **inputs)
-    exec(reward_block(script), scope)
-    return scope["R"]
-
 
 # Two responses of lengths 2 and 3 (zero past the end, as the rollout leaves them).
 mask = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
 roll = SimpleNamespace(lengths=mask.sum(-1), certainty=torch.tensor([[2.0, 1.0, 0.0], [0.3, 0.6, 0.9]]))
 entropy = torch.tensor([[0.5, 0.3, 0.0], [0.2, 0.2, 0.2]])
-logp_pi = torch.tensor([-1.0, -0.9])
 r = torch.tensor([1.0, 0.0])
-common = dict(roll=roll, entropy=entropy, logp_pi=logp_pi, ref_seq=torch.zeros(2), r=r, answers=["3", "3"], G=2)
+logp = torch.tensor([[-0.6, -0.4, 0.0], [-0.3, -0.3, -0.3]])  # log pi_theta per token: sums -1.0 and -0.9
+common = dict(roll=roll, entropy=entropy, logp=logp, ref_logp=torch.zeros(2, 3), r=r, answers=["3", "3"], G=2)
 
 
 def test_entropy_minimisation_token_form_is_minus_the_mean_entropy():
