@@ -230,21 +230,20 @@ def _load_local(path: Path, question_key: str | None, answer_key: str | None) ->
 
 def drop_long_prompts(rows: list[dict], tokenizer, template: str, config, max_new_tokens: int, what: str) -> list[dict]:
     """The rows whose prompt leaves room for a response of max_new_tokens in the model's positions
-    (config.max_position_embeddings); the others are dropped here, at load time, with a count, rather than
-    sampled past the model's positions."""
+    (config.max_position_embeddings), each with its prompt's token ids added ("prompt_ids": what the rollout
+    reads); the others are dropped here, at load time, with a count, rather than sampled past the model's
+    positions."""
     positions = getattr(config, "max_position_embeddings", None)
-    if positions is None:
-        return rows
-    room = positions - max_new_tokens
-    if room < 1:
+    room = None if positions is None else positions - max_new_tokens
+    if room is not None and room < 1:
         raise SystemExit(
             f"error: --max-new-tokens {max_new_tokens} leaves no room for a prompt in the model's {positions} positions"
         )
-    kept = [
-        row
+    encoded = [
+        dict(row, prompt_ids=tokenizer.encode(build_prompt(tokenizer, row["question"], template), add_special_tokens=False))
         for row in rows
-        if len(tokenizer.encode(build_prompt(tokenizer, row["question"], template), add_special_tokens=False)) <= room
     ]
+    kept = [row for row in encoded if room is None or len(row["prompt_ids"]) <= room]
     if len(kept) < len(rows):
         warnings.warn(
             f"{what}: dropped {len(rows) - len(kept)} of {len(rows)} prompts longer than {room} tokens "

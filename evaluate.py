@@ -34,18 +34,16 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import checkpoint
 import distributed
 import fast_rollout
 import options  # first: a Ctrl-C during the imports below exits quietly
 import rollout
-from data import build_prompt, default_template, drop_long_prompts, load_or_exit
-from model import autocast, eos_ids, load_model, load_tokenizer, pick_device, resolve_model_path
+from data import default_template, drop_long_prompts, load_or_exit
+from model import load_model, load_tokenizer, pick_device, resolve_model_path
 from power_sample import power_rollout
 from rewards import TaskGrader
-from rollout import Rollout
 
 
 def pass_at_k(n, c, k):
@@ -81,87 +79,27 @@ def maj_at_k(answers, correct, k, rng, trials=1000):
 # sampling: the one path of training and evaluation
 
 
-def cat_rollouts(parts, pad_token_id):
-    """Join rollouts of different prompt and response widths: pad prompts on the left, responses on the right."""
-    if len(parts) == 1:
-        return parts[0]
-    prompt_width = max(p.sequences.shape[1] - p.response_mask.shape[1] for p in parts)
-    response_width = max(p.response_mask.shape[1] for p in parts)
+def power_sampler(alpha, blocks, mcmc_steps, proposal):
+    """A sampler with rollout's signature that draws each response by power sampling toward p^alpha
+    (power_sample.py), `proposal` its proposal sampler; it counts the tokens it sampled in its .cost[0]."""
 
-    def pad(x, p, value):
-        r = p.response_mask.shape[1]
-        prompt, response = x[:, : x.shape[1] - r], x[:, x.shape[1] - r :]
-        return torch.cat(
-            [
-                F.pad(prompt, (prompt_width - prompt.shape[1], 0), value=value),
-                F.pad(response, (0, response_width - r), value=value),
-            ],
-            1,
-        )
+    def draw(model, prompt_ids, max_new_tokens, eos, pad, temperature, top_k, top_p, ignore_eos, generator):
+        roll, sampled = power_rollout(model, prompt_ids, max_new_tokens, eos, pad, alpha, blocks, mcmc_steps, proposal, generator)
+        draw.cost[0] += sampled
+        return roll
 
-    right = lambda name: torch.cat([F.pad(getattr(p, name), (0, response_width - p.response_mask.shape[1])) for p in parts])
-    return Rollout(
-        sequences=torch.cat([pad(p.sequences, p, pad_token_id) for p in parts]),
-        attention_mask=torch.cat([pad(p.attention_mask, p, 0) for p in parts]),
-        response_mask=right("response_mask"),
-        logprobs=right("logprobs"),
-        entropy=right("entropy"),
-        certainty=right("certainty"),
-        truncated=torch.cat([p.truncated for p in parts]),
-    )
+    draw.cost = [0]
+    return draw
 
 
-@torch.no_grad()
-def sample_and_grade(
-    model,
-    tokenizer,
-    rows,
-    grader,
-    n,
-    template,
-    max_new_tokens,
-    temperature=1.0,
-    top_k=0,
-    top_p=1.0,
-    ignore_eos=False,
-    batch_size=256,
-    generator=None,
-    plain=False,
-    power=None,
-):
-    """
-    n responses to each row's question (consecutive in the batch), graded against the row's answer: the one
-    sampling path of training and evaluation. Returns (Rollout, r [N] in {0, 1}, the answers the responses
-    commit to (None: no answer), the response texts, the tokens sampled to get them). plain=True samples with
-    rollout.py, else fast_rollout.py; power=dict(alpha=, blocks=, mcmc_steps=) draws each response by power
-    sampling (power_sample.py) with that sampler as its proposal, in place of one plain draw.
-    """
-    model.eval()
-    sampler = rollout.rollout if plain else fast_rollout.rollout
-    prompts = [tokenizer.encode(build_prompt(tokenizer, row["question"], template), add_special_tokens=False) for row in rows]
-    prompts = [p for p in prompts for _ in range(n)]
-    eos, pad = eos_ids(tokenizer, model), tokenizer.pad_token_id
-    parts, sampled = [], 0
-    for i in range(0, len(prompts), batch_size):
-        batch = prompts[i : i + batch_size]
-        with autocast(model.device):
-            if power is None:
-                part = sampler(model, batch, max_new_tokens, eos, pad, temperature, top_k, top_p, ignore_eos, generator)
-                sampled += int(part.lengths.sum())
-            else:
-                part, cost = power_rollout(model, batch, max_new_tokens, eos, pad, sampler=sampler, generator=generator, **power)
-                sampled += cost
-        parts.append(part)
-    roll = cat_rollouts(parts, pad)
-    texts = decode_responses(tokenizer, roll)
-    checks = [grader.check(text, row["answer"]) for text, row in zip(texts, (row for row in rows for _ in range(n)))]
-    r = torch.tensor([score for score, _ in checks], device=model.device)
-    return roll, r, [answer for _, answer in checks], texts, sampled
-
-
-def decode_responses(tokenizer, roll):
-    ids = roll.responses.masked_fill(~roll.response_mask, tokenizer.pad_token_id)
-    return tokenizer.batch_decode(ids, skip_special_tokens=True)
+def sample_and_grade(model, tokenizer, rows, grader, n, generator=None, **sampling):
+    """n responses to each row's prompt (rollout.sample's settings), graded: (Rollout, r, answers, texts, the tokens
+    sampled to get them: a power sampler counts its own, see `power_sampler`)."""
+    cost = sampling["sampler"].cost if hasattr(sampling["sampler"], "cost") else None
+    before = cost[0] if cost else 0
+    roll, texts = rollout.sample(model, tokenizer, [row["prompt_ids"] for row in rows], n, generator=generator, **sampling)
+    r, answers = grader.grade(texts, [row["answer"] for row in rows for _ in range(n)], model.device)
+    return roll, r, answers, texts, cost[0] - before if cost else int(roll.lengths.sum())
 
 
 def records_of(rows, n, roll, r, answers, texts, sampled):
@@ -219,24 +157,19 @@ def evaluate_model(path, args, dist):
     rows = drop_long_prompts(rows, tokenizer, template, model.config, args.max_new_tokens, args.dataset)
     mine = rows[dist.rank :: dist.world]  # each rank evaluates its own slice of the problems
     grader = TaskGrader(args.dataset, args.grader)
-    common = dict(
-        max_new_tokens=args.max_new_tokens,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        batch_size=args.batch_size,
-        plain=args.plain_rollout,
-    )
+    sampler = rollout.rollout if args.plain_rollout else fast_rollout.rollout
+    common = dict(max_new_tokens=args.max_new_tokens, top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size)
+    drawn = power_sampler(args.alpha, args.blocks, args.mcmc_steps, sampler) if args.power_sample else sampler
     gen = torch.Generator(dist.device).manual_seed(args.seed + dist.rank)
-    power = dict(alpha=args.alpha, blocks=args.blocks, mcmc_steps=args.mcmc_steps) if args.power_sample else None
     records = []
     per_call = max(1, args.batch_size // args.n)  # problems per call: one batch of samples in memory at a time
     for i in range(0, len(mine), per_call):
         chunk = mine[i : i + per_call]
         sampled = sample_and_grade(
-            model, tokenizer, chunk, grader, args.n, template, temperature=args.temperature, generator=gen, power=power, **common
+            model, tokenizer, chunk, grader, args.n, gen, temperature=args.temperature, sampler=drawn, **common
         )
         records += records_of(chunk, args.n, *sampled)
-    greedy = records_of(mine, 1, *sample_and_grade(model, tokenizer, mine, grader, 1, template, temperature=0.0, **common))
+    greedy = records_of(mine, 1, *sample_and_grade(model, tokenizer, mine, grader, 1, temperature=0.0, sampler=sampler, **common))
     records, greedy = dist.gather_lists(records), dist.gather_lists(greedy)
     return summarize(records, greedy, args.trials, args.seed) if dist.is_main else None
 

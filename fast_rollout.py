@@ -18,7 +18,7 @@ same distribution), used by default. Nothing here changes what is sampled; read 
 
 It leans on transformers' cache internals (StaticCache's layers, StaticLayer.lazy_initialization): a newer
 transformers may break it; rollout.py uses only the model's forward and DynamicCache. `--plain-rollout` on the
-command line (`evaluate.sample_and_grade(..., plain=True)`) takes the reference instead.
+command line takes the reference instead (the one choice: `sampler=` in trainer.Run.sampling and evaluate.py).
 """
 
 import functools
@@ -31,7 +31,7 @@ from transformers import StaticCache
 from transformers.cache_utils import StaticLayer
 
 from model import position_ids_from_mask
-from rollout import finish, left_pad, sampling_logprobs, self_certainty
+from rollout import left_pad, sampling_logprobs, self_certainty, to_rollout
 
 
 def _distinct(prompt_ids):
@@ -210,7 +210,7 @@ def rollout(
                     rank = rows.argsort().argsort()
             position = position + 1
             logits = step(model, token, mask[..., : P + t + 1], position, cache, plan)
-    return finish(prompt, prompt_mask, tokens, logprobs, entropy, certainty, eos, ignore_eos)
+    return to_rollout(prompt, prompt_mask, tokens, logprobs, entropy, certainty, eos, ignore_eos)
 
 
 # -----------------------------------------------------------------------------

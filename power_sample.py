@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from model import micro_batches, response_logprobs
-from rollout import finish, left_pad
+from rollout import left_pad, to_rollout
 
 
 def power_sample(extend, n, alpha, max_new_tokens, blocks, mcmc_steps, generator, device="cpu", length_correction=True):
@@ -148,5 +148,5 @@ def power_rollout(model, prompt_ids, max_new_tokens, eos_ids, pad_id, alpha, blo
     inside = torch.arange(tokens.shape[1], device=model.device) < lengths[:, None]
     tokens = tokens.masked_fill(~inside, pad_id)
     untracked = torch.full_like(logp, float("nan"))
-    roll = finish(prompt, prompt_mask, tokens, logp, untracked, untracked, torch.tensor(eos_ids, device=model.device), False)
+    roll = to_rollout(prompt, prompt_mask, tokens, logp, untracked, untracked, torch.tensor(eos_ids, device=model.device), False)
     return roll, sampled

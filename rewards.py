@@ -141,3 +141,8 @@ class TaskGrader:
         if self.toy:
             return toytask.grade(response, gold), toytask.extract_answer(response)
         return self.math.grade_and_answer(response, gold, backend=self.backend)
+
+    def grade(self, responses, golds, device=None):
+        """r [N] in {0, 1} (a tensor on `device`) and the answers, for N responses against their golds."""
+        checks = [self.check(response, gold) for response, gold in zip(responses, golds, strict=True)]
+        return torch.tensor([r for r, _ in checks], device=device), [answer for _, answer in checks]

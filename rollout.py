@@ -9,8 +9,11 @@ the distribution it was sampled from, the response mask (EOS inside it: stopping
 rewarded for), which rows ran out of budget, and a seeded generator so a run can be reproduced. Writing the
 loop also shows there is no magic: a language model samples by calling its forward pass once per token.
 
-This is the reference. fast_rollout.py is its faster twin (a written-out decoding step, a preallocated cache,
-finished rows dropped from the batch): same signature, same samples (tested), used by default where it applies.
+`rollout` is the reference. fast_rollout.py is its faster twin (a written-out decoding step, a preallocated cache,
+finished rows dropped from the batch): same signature, and on CPU the same samples (tested); on a GPU the two
+can differ in the last bits of a logit, and so, rarely, in a token. `sample` runs either one (the caller hands it
+in: the trainers choose in one place, trainer.py) over a list of prompts, a batch at a time, and decodes the
+responses.
 """
 
 from dataclasses import dataclass
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
+
+from model import autocast, eos_ids
 
 
 @dataclass
@@ -72,7 +77,7 @@ def self_certainty(logits):
     return logits.logsumexp(-1) - logits.mean(-1)
 
 
-def finish(prompt, prompt_mask, tokens, logprobs, entropy, certainty, eos, ignore_eos):
+def to_rollout(prompt, prompt_mask, tokens, logprobs, entropy, certainty, eos, ignore_eos):
     """The Rollout of sampled tokens [B, T]: the response is every token up to and including the first EOS
     (every token when EOS is ignored); columns that no row used are trimmed."""
     sampled_eos = torch.isin(tokens, eos)
@@ -130,4 +135,59 @@ def rollout(
         position = position[:, -1:] + 1
         logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=position, cache=cache).logits[:, -1]
     tokens, logprobs, entropy, certainty = (torch.stack(x, 1) for x in (tokens, logprobs, entropy, certainty))
-    return finish(prompt, prompt_mask, tokens, logprobs, entropy, certainty, eos, ignore_eos)
+    return to_rollout(prompt, prompt_mask, tokens, logprobs, entropy, certainty, eos, ignore_eos)
+
+
+# -----------------------------------------------------------------------------
+# many prompts: batches of rollouts, joined, and their texts
+
+
+def sample(
+    model, tokenizer, prompt_ids, n, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, ignore_eos=False, generator=None,
+    batch_size=256, sampler=rollout,
+):  # fmt: skip
+    """n responses to each prompt (token ids), consecutive in the batch, drawn `batch_size` sequences at a time by
+    `sampler` (`rollout` above, or any function with its signature). Returns (Rollout, the response texts)."""
+    training = model.training
+    model.eval()  # sampling needs the KV cache, which gradient checkpointing turns off in train mode
+    prompts = [p for p in prompt_ids for _ in range(n)]
+    eos, pad = eos_ids(tokenizer, model), tokenizer.pad_token_id
+    parts = []
+    for i in range(0, len(prompts), batch_size):
+        with autocast(model.device):
+            batch = prompts[i : i + batch_size]
+            parts.append(sampler(model, batch, max_new_tokens, eos, pad, temperature, top_k, top_p, ignore_eos, generator))
+    model.train(training)
+    roll = cat_rollouts(parts, pad)
+    ids = roll.responses.masked_fill(~roll.response_mask, pad)
+    return roll, tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+
+def cat_rollouts(parts, pad_token_id):
+    """Join rollouts of different prompt and response widths: pad prompts on the left, responses on the right."""
+    if len(parts) == 1:
+        return parts[0]
+    prompt_width = max(p.sequences.shape[1] - p.response_mask.shape[1] for p in parts)
+    response_width = max(p.response_mask.shape[1] for p in parts)
+
+    def pad(x, p, value):
+        r = p.response_mask.shape[1]
+        prompt, response = x[:, : x.shape[1] - r], x[:, x.shape[1] - r :]
+        return torch.cat(
+            [
+                F.pad(prompt, (prompt_width - prompt.shape[1], 0), value=value),
+                F.pad(response, (0, response_width - r), value=value),
+            ],
+            1,
+        )
+
+    right = lambda name: torch.cat([F.pad(getattr(p, name), (0, response_width - p.response_mask.shape[1])) for p in parts])
+    return Rollout(
+        sequences=torch.cat([pad(p.sequences, p, pad_token_id) for p in parts]),
+        attention_mask=torch.cat([pad(p.attention_mask, p, 0) for p in parts]),
+        response_mask=right("response_mask"),
+        logprobs=right("logprobs"),
+        entropy=right("entropy"),
+        certainty=right("certainty"),
+        truncated=torch.cat([p.truncated for p in parts]),
+    )

@@ -26,8 +26,10 @@ import time
 import torch
 
 import rewards
+import rollout
+import sharding
 import trainer
-from loss import group_advantages, policy_loss
+from loss import group_advantages, policy_loss, token_weights
 from model import micro_batches, response_logprobs
 
 # -----------------------------------------------------------------------------
@@ -37,13 +39,12 @@ p = trainer.parser(__doc__, out="runs/task")
 p.add("--mode", choices=("task", "tilted", "random"), default="task")
 p.add("--alpha", type=options.FINITE, default=1.0, help="power on pi_ref (tilted only)")
 p.add("--b", type=options.POSITIVE, default=1e4, help="b = 1/beta, the inverse strength of the KL term (tilted only)")
-args = p.parse_args()
 
 # -----------------------------------------------------------------------------
-# setup: run folder, policy and its frozen copy pi_ref, AdamW, data (and --resume)
+# setup: run folder, data, policy and its frozen copy pi_ref, AdamW (and --resume); all plumbing (trainer.py)
 
-run = trainer.Run(args, p)
-args, policy, ref, opt, sched = run.args, run.policy, run.ref, run.opt, run.sched
+run = trainer.Run(p)  # parses the options (--resume: the run's own, checked against these choices)
+args, dist, tokenizer, policy, ref, opt, sched = run.args, run.dist, run.tokenizer, run.policy, run.ref, run.opt, run.sched
 G = args.group_size
 clip_eps = args.clip_eps if args.updates_per_batch > 1 else None  # PPO clipping only when a batch is reused
 if run.start_step == 0:
@@ -54,14 +55,22 @@ if run.start_step == 0:
 
 for step in run.steps():
     t0 = time.time()
-    # 1. sample G responses per prompt from pi_theta (rollout.py, or its fast twin); grade each: r in {0, 1}, and
-    #    the answer it commits to
-    roll, r, answers = run.sample(run.prompts(step), step)
+    # 1. sample G responses per prompt from pi_theta (rollout.py, or its fast twin: run.sampling picks), then grade
+    #    each against its gold answer: r in {0, 1}, and the answer it commits to
+    problems = run.prompts(step)
+    with sharding.full_weights(policy):  # --fsdp: the whole weights, gathered once for the rollout
+        prompt_ids = [x["prompt_ids"] for x in problems]
+        roll, texts = rollout.sample(
+            policy, tokenizer, prompt_ids, G, ignore_eos=args.fixed_length, generator=run.generator(step), **run.sampling
+        )
+    r, answers = run.grader.grade(texts, [x["answer"] for x in problems for _ in range(G)], policy.device)
 
-    # 2. per-token log-probs of the samples: under the frozen pi_ref, and under pi_theta (the rollout's own
-    #    where it sampled from pi_theta itself; a fresh pass where the reward or the PPO ratio needs the trainer's)
-    ref_logp = run.score(ref, roll)
-    logp, entropy = run.policy_logprobs(roll, fresh=args.mode == "tilted" or args.updates_per_batch > 1)
+    # 2. per-token log-probs of the samples under the frozen pi_ref, and under pi_theta: the rollout's own where it
+    #    sampled from pi_theta itself (temperature 1, nothing truncated; equal to a fresh pass, tested), a fresh pass
+    #    where the reward or the PPO ratio needs the trainer's own, or the rollout sampled another distribution
+    ref_logp = run.logprobs(ref, roll)
+    fresh = args.mode == "tilted" or args.updates_per_batch > 1 or not run.sampled_from_policy
+    logp, entropy = run.logprobs(policy, roll, entropy=True) if fresh else (roll.logprobs, roll.entropy)
     ref_sum, logp_pi = ref_logp.sum(-1), logp.sum(-1)  # log pi_ref(y|x) and log pi_theta(y|x), EOS included
     norm_ref = rewards.normalized_likelihood(ref_sum, roll.lengths, args.normalization, args.length_power)  # = ref_sum by default
 
@@ -77,20 +86,24 @@ for step in run.steps():
     # 4. advantages: leave-one-out A_i = R_i - mean_{j != i} R_j (--baseline mean: GRPO's R_i - mean_j R_j)
     A = group_advantages(R, G, args.baseline, args.std_normalize)
 
-    # 5. the policy-gradient step: sum_t w_t * (-A_i * log pi_theta(y_t)), micro-batched, then AdamW
-    weights = run.token_weights(roll)  # --aggregation token: w = 1 / (tokens in the global batch)
-    policy.train()
+    # 5. the policy-gradient step: sum_it w_it * (-A_i * log pi_theta(y_it)), micro-batched; the gradients summed
+    #    over ranks and clipped to --grad-clip; AdamW. The aggregation's totals are over the global batch (all
+    #    micro-batches, all ranks): --aggregation token, w = 1 / (tokens in the global batch)
+    mask = roll.response_mask
+    w = token_weights(mask, args.aggregation, dist.sum(mask.sum()).item(), dist.sum(len(mask)).item(), args.max_new_tokens)
     for _ in range(args.updates_per_batch):
         opt.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        for rows, sequences, attention_mask, response_mask in micro_batches(roll, args.micro_batch):
+        for index, sequences, attention_mask, response_mask in micro_batches(roll, args.micro_batch):
             new_logp, _ = response_logprobs(policy, sequences, attention_mask, response_mask)
-            cut = (rows, slice(0, response_mask.shape[1]))  # these rows, up to their own longest response
-            loss = policy_loss(new_logp, A[rows], weights[cut], logp[cut], clip_eps, ref_logp[cut], args.kl_coef)
+            cut = (index, slice(0, response_mask.shape[1]))  # these rows, up to their own longest response
+            loss = policy_loss(new_logp, A[index], w[cut], logp[cut], clip_eps, ref_logp[cut], args.kl_coef)
             loss.backward()
             loss_sum += loss.item()
-        grad_norm = run.sync_gradients()  # summed over ranks, clipped to --grad-clip
-        if grad_norm is None:
+        if not args.fsdp:  # FSDP has summed each shard's gradients over the ranks during backward already
+            dist.all_reduce_grads(policy)
+        grad_norm = sharding.full(torch.nn.utils.clip_grad_norm_(policy.parameters(), args.grad_clip)).item()
+        if run.skip_step(grad_norm):
             break  # a non-finite gradient: this batch is skipped (three in a row stop the run)
         opt.step()
         run.check_parameters()  # stop before anything is saved if the update left a non-finite weight
@@ -105,4 +118,4 @@ for step in run.steps():
         run.save(step + 1)
     run.stop_if_signalled(step + 1)  # Ctrl-C or SIGTERM: save, then exit (--resume continues)
 
-run.finish()  # the last checkpoint, and the final model in --out/final
+run.save_final()  # the last checkpoint, and the final model in --out/final

@@ -3,14 +3,14 @@ The plumbing of train_task.py and train_sharpen.py, each piece behind a one-line
 show the algorithm and only the algorithm. Nothing here decides what is learned; safe to skip on a first read.
 
     parser        the shared options, each checked against its range when parsed
-    Run(args)     process group, seeds, run folder (lock, --resume/--overwrite), data, tokenizer, policy and
-                  frozen reference, AdamW + warm-up, --resume, signal handlers
-    prompts       this rank's prompts for a step (a seeded shuffle per epoch, so a resumed run sees the same)
-    sample        G responses per prompt, graded (evaluate.sample_and_grade, seeded by step and rank)
-    score         per-token log-probs (and entropies) of the samples under a model, no grad, micro-batched
-    token_weights the loss aggregation's weights, with totals over all ranks
-    sync_gradients / check_parameters   all-reduce, clipping, the non-finite guards
-    metrics / log / evaluate / save / stop_if_signalled / finish
+    Run(parser)   parses the options (--resume: the run's own), then: process group, seeds, run folder (lock,
+                  --resume/--overwrite), data (prompts tokenized once), tokenizer, policy and frozen reference,
+                  AdamW + warm-up, --resume, signal handlers, the sampler and its settings (`sampling`)
+    prompts       this rank's problems for a step (a seeded shuffle per epoch, so a resumed run sees the same)
+    generator     the seeded random stream of a step (a resumed run draws the same)
+    logprobs      per-token log-probs (and entropies) of the samples under a model, no grad, micro-batched
+    skip_step / check_parameters   the non-finite guards around the optimizer step
+    metrics / log / evaluate / save / stop_if_signalled / save_final
 """
 
 import functools
@@ -27,11 +27,12 @@ from tqdm import tqdm
 
 import checkpoint
 import distributed
+import fast_rollout
 import options
+import rollout
 import sharding
 from data import default_template, drop_long_prompts, load_or_exit
-from evaluate import sample_and_grade
-from loss import AGGREGATIONS, BASELINES, token_weights
+from loss import AGGREGATIONS, BASELINES
 from model import frozen_copy, load_model, load_tokenizer, micro_batches, pick_device, resolve_model_path, response_logprobs
 from rewards import NORMALIZATIONS, TaskGrader
 from run_folder import RunFolder
@@ -101,7 +102,8 @@ def epoch_order(seed, epoch, n):
 class Run:
     """Everything a training run holds, built once from the options."""
 
-    def __init__(self, args, parser):
+    def __init__(self, parser, argv=None):
+        args = parser.parse_args(argv)  # argv: the command line (tests pass a list)
         if args.resume and args.overwrite:
             parser.error("--resume and --overwrite exclude each other")
         self.dist = dist = distributed.setup(pick_device(args.device))
@@ -133,6 +135,15 @@ class Run:
         self.eval_grader = TaskGrader(args.eval_dataset or args.dataset, args.grader)
         # Sampled at temperature 1 without top-k/top-p, the rollout's log-probs are pi_theta's own.
         self.sampled_from_policy = args.temperature == 1 and not args.top_k and args.top_p == 1
+        # How the trainers sample (rollout.sample's settings): the one place that picks the fast twin
+        self.sampling = dict(
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            batch_size=args.rollout_batch,
+            sampler=rollout.rollout if args.plain_rollout else fast_rollout.rollout,
+        )
         self.start_step = 0
         if args.resume:
             path = checkpoint.latest(args.out)
@@ -197,86 +208,40 @@ class Run:
             picked.append(rows[epoch_order(self.args.seed, epoch, len(rows))[j]])
         return picked[self.dist.rank :: self.dist.world]
 
-    def sample(self, rows, step):
-        """G graded samples per prompt, consecutive in the batch: (Rollout, r in {0, 1}, the answers the responses
-        commit to, canonicalised so that equal answers are equal strings; None where a response gives none)."""
-        gen = self.generator(step)
-        return self._sample_and_grade(rows, self.grader, self.args.group_size, self.args.fixed_length, gen)
-
     def generator(self, step, stream=0):
         """A generator seeded by (seed, step, rank, stream): a resumed run draws what an uninterrupted one would
         have drawn. Stream 0 samples the responses; another stream (e.g. a random reward's) is independent of it."""
         seed = self.args.seed * 1_000_003 + step * 1009 + self.dist.rank + stream * 2**40
         return torch.Generator(self.dist.device).manual_seed(seed)
 
-    def _sample_and_grade(self, rows, grader, n, ignore_eos, gen):
-        """evaluate.sample_and_grade with this run's model, prompt and sampling options."""
-        args = self.args
-        with sharding.full_weights(self.policy):  # --fsdp: the weights gathered once for the whole rollout
-            roll, r, answers, _, _ = sample_and_grade(
-                self.policy,
-                self.tokenizer,
-                rows,
-                grader,
-                n,
-                self.template,
-                args.max_new_tokens,
-                args.temperature,
-                args.top_k,
-                args.top_p,
-                ignore_eos,
-                args.rollout_batch,
-                gen,
-                args.plain_rollout,
-            )
-        return roll, r, answers
-
     @torch.no_grad()
-    def score(self, model, roll, entropy=False):
+    def logprobs(self, model, roll, entropy=False):
         """Per-token log-probs [N, R] of the samples under `model` (and its entropies), micro-batched."""
         on_cpu = model is self.ref and self.args.ref_on_cpu
         if on_cpu:
             model.to(self.dist.device)
         logp = torch.zeros_like(roll.logprobs)
         ent = torch.zeros_like(roll.logprobs) if entropy else None
-        for rows, sequences, attention_mask, response_mask in micro_batches(roll, self.args.micro_batch):
+        for index, sequences, attention_mask, response_mask in micro_batches(roll, self.args.micro_batch):
             lp, e = response_logprobs(model, sequences, attention_mask, response_mask, entropy=entropy)
-            logp[rows, : lp.shape[1]] = lp
+            logp[index, : lp.shape[1]] = lp
             if entropy:
-                ent[rows, : e.shape[1]] = e
+                ent[index, : e.shape[1]] = e
         if on_cpu:
             model.to("cpu")
         return (logp, ent) if entropy else logp
 
-    def policy_logprobs(self, roll, fresh):
-        """log pi_theta and the entropy per token: the rollout's own where it sampled from pi_theta itself (equal to
-        teacher forcing to 1e-5 in fp32, tested), unless `fresh` asks for the trainer's own forward."""
-        if self.sampled_from_policy and not fresh:
-            return roll.logprobs, roll.entropy
-        return self.score(self.policy, roll, entropy=True)
-
-    def token_weights(self, roll):
-        """w_it of the chosen aggregation, its totals over the global batch (all micro-batches, all ranks)."""
-        mask, d = roll.response_mask, self.dist
-        return token_weights(
-            mask, self.args.aggregation, d.sum(mask.sum()).item(), d.sum(mask.shape[0]).item(), self.args.max_new_tokens
-        )
-
-    def sync_gradients(self):
-        """Sum the gradients over ranks and clip them. Returns the norm, or None when the step must be skipped
-        (a non-finite gradient: warned, and three in a row stop the run)."""
-        if not self.args.fsdp:  # FSDP has already summed them, each rank its shard, during the backward pass
-            self.dist.all_reduce_grads(self.policy)
-        grad_norm = sharding.full(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.args.grad_clip)).item()
+    def skip_step(self, grad_norm):
+        """True when the step must be skipped: a non-finite gradient norm (warned; three in a row stop the run)."""
         if math.isfinite(grad_norm):
             self.bad_steps = 0
-            return grad_norm
+            return False
         self.bad_steps += 1
         warnings.warn(f"non-finite gradient (norm {grad_norm}): step skipped ({self.bad_steps} in a row)")
         if self.bad_steps >= MAX_BAD_STEPS:
             raise SystemExit(f"{MAX_BAD_STEPS} non-finite steps in a row: stopping (checkpoints already written are intact)")
         self.opt.zero_grad(set_to_none=True)
-        return None
+        return True
 
     def check_parameters(self):
         """After an update: every parameter finite, or stop before anything is saved."""
@@ -330,7 +295,12 @@ class Run:
         temperature (as the paper), seeded by the step."""
         d = self.dist
         gen = torch.Generator(d.device).manual_seed(self.args.seed + 7919 * step + d.rank)
-        roll, r, _ = self._sample_and_grade(self.eval_rows[d.rank :: d.world], self.eval_grader, 1, False, gen)
+        rows = self.eval_rows[d.rank :: d.world]
+        with sharding.full_weights(self.policy):
+            roll, texts = rollout.sample(
+                self.policy, self.tokenizer, [x["prompt_ids"] for x in rows], 1, generator=gen, **self.sampling
+            )
+        r, _ = self.eval_grader.grade(texts, [x["answer"] for x in rows], self.policy.device)
         n = d.sum(len(r)).item()
         return {"eval_accuracy": d.sum(r.sum()).item() / n, "eval_length": d.sum(roll.lengths.sum()).item() / n}
 
@@ -353,7 +323,7 @@ class Run:
             self.save(step)
             raise SystemExit(f"stopped by signal {self.stop_signal} after step {step}; --resume continues")
 
-    def finish(self):
+    def save_final(self):
         """The last checkpoint, and the final model in out/final (what evaluate.py loads), both verified on load."""
         self.save(self.args.steps)
         self.check_parameters()

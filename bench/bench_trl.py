@@ -9,8 +9,8 @@ pass (per_device_train_batch_size 128); ours in the toy default of micro-batches
 
 What each side does per step (everything between two steps is timed, nothing is left out):
 
-    ours  (the parts train_task.py calls)  run.prompts -> run.sample (rollout.py, decode, grade) ->
-          run.score (log-probs of the samples under pi_ref: one forward pass without gradients, for the
+    ours  (the parts train_task.py calls)  run.prompts -> rollout.sample (decode) and grade ->
+          run.logprobs (log-probs of the samples under pi_ref: one forward pass without gradients, for the
           logged diagnostics logp_ref and kl; log pi_theta and the entropy come with the rollout) ->
           R = r -> group_advantages -> the trainers' step 5 (forward + backward + AdamW, in length-sorted
           micro-batches of 32) -> run.metrics (the logged diagnostics; the log file itself is not written)
@@ -44,7 +44,7 @@ import torch
 sys.path[:0] = [os.path.join(os.path.dirname(os.path.abspath(__file__)), d) for d in ("..", "../tests")]
 import toytask  # noqa: E402
 import trainer  # noqa: E402
-from conftest import policy_gradient_step  # noqa: E402  (tests/conftest.py: the trainers' step 5, line for line)
+from conftest import policy_gradient_step, sample_step  # noqa: E402  (tests/conftest.py: the trainers' steps 1 and 5)
 from data import build_prompt, load_problems  # noqa: E402
 from loss import group_advantages  # noqa: E402
 from model import TOY_MODELS, load_model, load_tokenizer  # noqa: E402
@@ -55,26 +55,24 @@ PROMPTS, GROUP, MAX_NEW_TOKENS, LR = 16, 8, 48, 3e-4
 def our_trainer(out):
     """trainer.Run with the toy defaults (16 prompts per step, 48 tokens, micro-batches of 32, lr 3e-4)."""
     p = trainer.parser("bench", out)
-    args = p.parse_args(
-        [
-            "--dataset",
-            "toy",
-            "--device",
-            "cpu",
-            "--out",
-            out,
-            "--overwrite",
-            "--group-size",
-            str(GROUP),
-            "--prompts-per-step",
-            str(PROMPTS),
-            "--max-new-tokens",
-            str(MAX_NEW_TOKENS),
-            "--lr",
-            str(LR),
-        ]
-    )
-    run = trainer.Run(args, p)
+    argv = [
+        "--dataset",
+        "toy",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        "--overwrite",
+        "--group-size",
+        str(GROUP),
+        "--prompts-per-step",
+        str(PROMPTS),
+        "--max-new-tokens",
+        str(MAX_NEW_TOKENS),
+        "--lr",
+        str(LR),
+    ]
+    run = trainer.Run(p, argv)
     for sig in (signal.SIGINT, signal.SIGTERM):  # Run defers these to a checkpoint; here Ctrl-C should just stop
         signal.signal(sig, signal.SIG_DFL)
     return run
@@ -89,11 +87,10 @@ def our_step(run, step):
         clock.append(time.perf_counter())
         return clock[-1] - clock[-2]
 
-    rows = run.prompts(step)
-    roll, r, answers = run.sample(rows, step)
+    roll, r, answers = sample_step(run, step)
     sample = lap()
-    ref_logp = run.score(run.ref, roll)
-    logp, entropy = run.policy_logprobs(roll, fresh=False)
+    ref_logp = run.logprobs(run.ref, roll)
+    logp, entropy = roll.logprobs, roll.entropy
     score = lap()
     R = r
     A = group_advantages(R, run.args.group_size, run.args.baseline, run.args.std_normalize)

@@ -69,28 +69,52 @@ def trainer_reward(script, mode, args=None, **inputs):
     return scope["R"]
 
 
+def sample_step(run, step, n=None):
+    """Step 1 of train_task.py / train_sharpen.py on a trainer.Run: (Rollout, r, answers)."""
+    import rollout
+    import sharding
+
+    problems, G = run.prompts(step), n or run.args.group_size
+    with sharding.full_weights(run.policy):
+        prompt_ids = [x["prompt_ids"] for x in problems]
+        roll, texts = rollout.sample(
+            run.policy,
+            run.tokenizer,
+            prompt_ids,
+            G,
+            ignore_eos=run.args.fixed_length,
+            generator=run.generator(step),
+            **run.sampling,
+        )
+    r, answers = run.grader.grade(texts, [x["answer"] for x in problems for _ in range(G)], run.policy.device)
+    return roll, r, answers
+
+
 def policy_gradient_step(run, roll, A, logp, ref_logp):
     """Step 5 of train_task.py / train_sharpen.py, line for line, on a trainer.Run: (loss, grad norm or None)."""
-    from loss import policy_loss
+    import sharding
+    from loss import policy_loss, token_weights
     from model import micro_batches, response_logprobs
 
-    args = run.args
+    args, dist, policy, opt = run.args, run.dist, run.policy, run.opt
     clip_eps = args.clip_eps if args.updates_per_batch > 1 else None
-    weights = run.token_weights(roll)
-    run.policy.train()
+    mask = roll.response_mask
+    w = token_weights(mask, args.aggregation, dist.sum(mask.sum()).item(), dist.sum(len(mask)).item(), args.max_new_tokens)
     for _ in range(args.updates_per_batch):
-        run.opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        for rows, sequences, attention_mask, response_mask in micro_batches(roll, args.micro_batch):
-            new_logp, _ = response_logprobs(run.policy, sequences, attention_mask, response_mask)
-            cut = (rows, slice(0, response_mask.shape[1]))  # these rows, up to their own longest response
-            loss = policy_loss(new_logp, A[rows], weights[cut], logp[cut], clip_eps, ref_logp[cut], args.kl_coef)
+        for index, sequences, attention_mask, response_mask in micro_batches(roll, args.micro_batch):
+            new_logp, _ = response_logprobs(policy, sequences, attention_mask, response_mask)
+            cut = (index, slice(0, response_mask.shape[1]))
+            loss = policy_loss(new_logp, A[index], w[cut], logp[cut], clip_eps, ref_logp[cut], args.kl_coef)
             loss.backward()
             loss_sum += loss.item()
-        grad_norm = run.sync_gradients()
-        if grad_norm is None:
-            break
-        run.opt.step()
+        if not args.fsdp:
+            dist.all_reduce_grads(policy)
+        grad_norm = sharding.full(torch.nn.utils.clip_grad_norm_(policy.parameters(), args.grad_clip)).item()
+        if run.skip_step(grad_norm):
+            return loss_sum, None
+        opt.step()
         run.check_parameters()
     return loss_sum, grad_norm
 

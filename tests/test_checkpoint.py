@@ -173,9 +173,8 @@ def test_resume_without_a_checkpoint_stops_with_a_clear_message(tmp_path, keep_s
         fake_step(out, 3, complete=False)
         json.dump({}, open(os.path.join(out, "config.json"), "w"))
     parser = trainer.parser("x", out)
-    args = parser.parse_args(["--resume", "--device", "cpu", "--eval-problems", "8", "--out", out])
     with pytest.raises(SystemExit) as err:
-        trainer.Run(args, parser)
+        trainer.Run(parser, ["--resume", "--device", "cpu", "--eval-problems", "8", "--out", out])
     message = str(err.value)
     assert message.startswith("error: --resume:") and out in message and "\n" not in message
     assert ("cannot read" if folder in ("missing", "empty") else "no good checkpoint") in message

@@ -3,11 +3,11 @@ Data parallelism is exact: two processes on CPU (gloo), each holding half of a b
 optimizer step as one process holding the whole batch (within fp32 tolerance), and log the same metrics;
 so do two processes that shard the policy with FSDP2 (--fsdp, sharding.py), each holding half of it.
 
-The real code path runs on both sides: `trainer.Run(args)` builds the trainer, the trainers' step 5
-(conftest.policy_gradient_step, line for line: micro-batches, global totals in `Run.token_weights`,
-`Run.sync_gradients`' all-reduce and clipping, AdamW) takes the step, and `Run.metrics` reduces the
+The real code path runs on both sides: `trainer.Run(parser, argv)` builds the trainer, the trainers' step 5
+(conftest.policy_gradient_step, line for line: micro-batches, the aggregation's global totals, the
+all-reduce and clipping, AdamW) takes the step, and `Run.metrics` reduces the
 diagnostics over ranks. The batch (a seeded rollout of the toy model, fixed advantages, log-probs from
-`Run.score`) is built once and shared, so any difference comes from the split.
+`Run.logprobs`) is built once and shared, so any difference comes from the split.
 """
 
 import dataclasses
@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 import distributed
 import sharding
 import trainer
-from conftest import policy_gradient_step
+from conftest import policy_gradient_step, sample_step
 from rollout import Rollout
 
 pytestmark = pytest.mark.slow  # two spawned processes, each importing torch and transformers: ~30-50 s on 2 cores
@@ -67,7 +67,7 @@ def make_run(out, aggregation, micro_batch, updates_per_batch=1, kl_coef=0.0, fs
         *(["--fsdp"] if fsdp else []),
     ]
     p = trainer.parser("x", out)
-    return trainer.Run(p.parse_args(args), p)
+    return trainer.Run(p, args)
 
 
 def rows(x, sl):
@@ -144,9 +144,9 @@ def single_and_split(tmp_path_factory, quiet_process):
     """The whole batch in this process (one Run per case), and the same batch split over 2 spawned ranks."""
     out = str(tmp_path_factory.mktemp("ddp"))
     run = make_run(os.path.join(out, "sample"), "token", 16)
-    roll, r, answers = run.sample(run.prompts(0), 0)
-    ref_logp = run.score(run.ref, roll)
-    logp, entropy = run.score(run.policy, roll, entropy=True)
+    roll, r, answers = sample_step(run, 0)
+    ref_logp = run.logprobs(run.ref, roll)
+    logp, entropy = run.logprobs(run.policy, roll, entropy=True)
     init = {n: p.detach().clone() for n, p in run.policy.named_parameters()}
     A = torch.randn(len(r), generator=torch.Generator().manual_seed(0))  # fixed advantages, none zero
     R = r + 0.5 * A  # any per-sequence reward will do for the metrics

@@ -295,12 +295,13 @@ def test_prompts_too_long_for_the_model_are_dropped_with_a_count(toy_path):
     config = SimpleNamespace(max_position_embeddings=28)  # 28 positions - 8 new tokens: room for 20
     rows = [{"question": "1+2", "answer": "3"}, {"question": "+".join(["1"] * 60), "answer": "60"}]
     with pytest.warns(UserWarning, match="dropped 1 of 2 prompts longer than 20 tokens"):
-        assert data.drop_long_prompts(rows, tok, "{problem}:", config, 8, "training set") == rows[:1]
+        kept = data.drop_long_prompts(rows, tok, "{problem}:", config, 8, "training set")
+    assert kept == [dict(rows[0], prompt_ids=tok.encode("1+2:", add_special_tokens=False))]  # with the ids the rollout reads
     with pytest.warns(UserWarning), pytest.raises(SystemExit, match="every prompt is longer"):
         data.drop_long_prompts(rows[1:], tok, "{problem}:", config, 8, "training set")
     with pytest.raises(SystemExit, match="leaves no room"):
         data.drop_long_prompts(rows, tok, "{problem}:", config, 28, "training set")
-    assert data.drop_long_prompts(rows, tok, "{problem}:", SimpleNamespace(), 8, "x") == rows  # no limit known
+    assert len(data.drop_long_prompts(rows, tok, "{problem}:", SimpleNamespace(), 8, "x")) == 2  # no limit known
 
 
 def test_the_main_job_never_overwrites_a_previous_one():

@@ -9,7 +9,6 @@ import torch
 import fast_rollout
 import rollout as plain_rollout
 from conftest import tiny_qwen
-from evaluate import cat_rollouts
 from fast_rollout import _decoding_step, _model_step, draw, llama_step
 from fast_rollout import rollout as fast
 from model import micro_batches, position_ids_from_mask, response_logprobs
@@ -260,7 +259,7 @@ def test_cat_pads_prompts_left_and_responses_right(model):
     gen = torch.Generator().manual_seed(0)
     a = rollout(model, [[5, 6]], 6, [1], 0, generator=gen)
     b = rollout(model, [[5, 6, 7, 8, 9]], 9, [1], 0, ignore_eos=True, generator=gen)
-    both = cat_rollouts([a, b], 0)
+    both = plain_rollout.cat_rollouts([a, b], 0)
     logp, _ = response_logprobs(model, both.sequences, both.attention_mask, both.response_mask)
     torch.testing.assert_close(logp, both.logprobs, atol=1e-5, rtol=0)
 

@@ -6,15 +6,25 @@ import pytest
 import torch
 
 import trainer
-from conftest import policy_gradient_step
+from conftest import policy_gradient_step, sample_step
 
 
 def make_run(out, *extra):
     p = trainer.parser("test", out)
-    args = p.parse_args(
-        ["--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "12", "--eval-problems", "4", "--out", out, *extra]
-    )
-    return trainer.Run(args, p)
+    argv = [
+        "--prompts-per-step",
+        "2",
+        "--group-size",
+        "4",
+        "--max-new-tokens",
+        "12",
+        "--eval-problems",
+        "4",
+        "--out",
+        out,
+        *extra,
+    ]
+    return trainer.Run(p, argv)
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +33,9 @@ def run(tmp_path_factory):
 
 
 def test_nan_steps_are_skipped_then_stop_the_run(run):
-    roll, r, _ = run.sample(run.prompts(0), 0)
-    ref_logp = run.score(run.ref, roll)
-    logp, _ = run.policy_logprobs(roll, fresh=False)
+    roll, r, _ = sample_step(run, 0)
+    ref_logp = run.logprobs(run.ref, roll)
+    logp = roll.logprobs  # sampled from pi_theta itself: the loop's choice
     before = [p.detach().clone() for p in run.policy.parameters()]
     bad = torch.full((len(r),), float("nan"))
     for _ in range(2):
@@ -59,20 +69,17 @@ def test_prompts_are_split_over_ranks_and_walk_the_training_set(run):
     assert run.prompts(1) == run.prompts(1)  # the same step always gets the same prompts (exact resume)
 
 
-def test_policy_logprobs_reuse_the_rollout_only_when_not_asked_for_a_fresh_pass(run):
-    roll, _, _ = run.sample(run.prompts(0), 0)
-    logp, entropy = run.policy_logprobs(roll, fresh=False)
-    assert logp is roll.logprobs and entropy is roll.entropy  # temperature 1, no top-k/top-p: no policy pass
-    fresh_logp, fresh_entropy = run.policy_logprobs(roll, fresh=True)  # e.g. -log pi_theta in the reward
-    assert fresh_logp is not roll.logprobs
+def test_the_rollouts_logprobs_equal_a_fresh_pass_of_the_policy(run):
+    roll, _, _ = sample_step(run, 0)
+    assert run.sampled_from_policy  # temperature 1, no top-k/top-p: the loop reuses the rollout's log-probs
+    fresh_logp, fresh_entropy = run.logprobs(run.policy, roll, entropy=True)  # e.g. -log pi_theta in the reward
     torch.testing.assert_close(fresh_logp, roll.logprobs, atol=1e-5, rtol=0)
     torch.testing.assert_close(fresh_entropy, roll.entropy, atol=1e-5, rtol=0)
 
 
 def test_top_k_sampling_always_gets_a_fresh_pass(tmp_path):
     run = make_run(str(tmp_path / "k"), "--top-k", "5")
-    roll, _, _ = run.sample(run.prompts(0), 0)
-    assert run.policy_logprobs(roll, fresh=False)[0] is not roll.logprobs  # the rollout's are top-k's, not pi_theta's
+    assert not run.sampled_from_policy  # the rollout's log-probs are top-k's, not pi_theta's
 
 
 def test_micro_batches_take_the_same_step_as_one_batch(tmp_path):
@@ -80,10 +87,10 @@ def test_micro_batches_take_the_same_step_as_one_batch(tmp_path):
     for micro in (3, 64):
         run = make_run(str(tmp_path / str(micro)), "--micro-batch", str(micro))
         start = [p.detach().clone() for p in run.policy.parameters()]
-        roll, r, _ = run.sample(run.prompts(0), 0)
+        roll, r, _ = sample_step(run, 0)
         assert len(set(roll.lengths.tolist())) > 1  # rows of different lengths: the micro-batches get cut differently
-        ref_logp = run.score(run.ref, roll)
-        logp, _ = run.policy_logprobs(roll, fresh=False)
+        ref_logp = run.logprobs(run.ref, roll)
+        logp = roll.logprobs  # sampled from pi_theta itself: the loop's choice
         policy_gradient_step(run, roll, torch.linspace(-1, 1, len(r)), logp, ref_logp)
         params.append([p.detach().clone() for p in run.policy.parameters()])
     assert not any(torch.equal(a, b) for a, b in zip(start, params[1]))
@@ -95,9 +102,9 @@ def test_gradient_checkpointing_takes_the_same_step(tmp_path):
     params = []
     for extra in ([], ["--gradient-checkpointing"]):
         run = make_run(str(tmp_path / str(len(extra))), *extra)
-        roll, r, _ = run.sample(run.prompts(0), 0)
-        ref_logp = run.score(run.ref, roll)
-        logp, _ = run.policy_logprobs(roll, fresh=False)
+        roll, r, _ = sample_step(run, 0)
+        ref_logp = run.logprobs(run.ref, roll)
+        logp = roll.logprobs  # sampled from pi_theta itself: the loop's choice
         policy_gradient_step(run, roll, torch.linspace(-1, 1, len(r)), logp, ref_logp)
         params.append([p.detach().clone() for p in run.policy.parameters()])
     for a, b in zip(*params):
