@@ -35,15 +35,17 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-import checkpoint
-import distributed
-import fast_rollout
-import options  # first: a Ctrl-C during the imports below exits quietly
 import rollout
-from data import default_template, drop_long_prompts, load_or_exit
+from family.power_sample import power_rollout
 from model import load_model, load_tokenizer, pick_device, resolve_model_path
-from power_sample import power_rollout
+from plumbing import (
+    checkpoint,
+    distributed,
+    fast_rollout,
+    options,  # first: a Ctrl-C during the imports below exits quietly
+)
 from rewards import TaskGrader
+from tasks.data import default_template, drop_long_prompts, load_or_exit
 
 
 def pass_at_k(n, c, k):

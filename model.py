@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from options import is_toy
+from tasks.toytask import is_toy
 
 TOY_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy_models")
 

@@ -42,8 +42,8 @@ from collections import Counter
 
 import torch
 
-import toytask
-from options import is_toy
+from tasks import toytask
+from tasks.toytask import is_toy
 
 MODES = ("task", "sharpen", "tempered", "tilted")
 NORMALIZATIONS = ("sum", "mean", "power")
@@ -131,7 +131,7 @@ class TaskGrader:
     def __init__(self, dataset, backend="builtin"):
         self.toy = is_toy(dataset)
         if not self.toy:
-            import grader  # sympy is imported only when real math is graded
+            from tasks import grader  # sympy is imported only when real math is graded
 
             if backend not in grader.GRADERS:
                 raise SystemExit(f"unknown grader {backend!r}; expected one of {grader.GRADERS}")

@@ -163,31 +163,16 @@ def sample(
     return roll, tokenizer.batch_decode(ids, skip_special_tokens=True)
 
 
-def cat_rollouts(parts, pad_token_id):
-    """Join rollouts of different prompt and response widths: pad prompts on the left, responses on the right."""
-    if len(parts) == 1:
-        return parts[0]
-    prompt_width = max(p.sequences.shape[1] - p.response_mask.shape[1] for p in parts)
-    response_width = max(p.response_mask.shape[1] for p in parts)
-
-    def pad(x, p, value):
-        r = p.response_mask.shape[1]
-        prompt, response = x[:, : x.shape[1] - r], x[:, x.shape[1] - r :]
-        return torch.cat(
-            [
-                F.pad(prompt, (prompt_width - prompt.shape[1], 0), value=value),
-                F.pad(response, (0, response_width - r), value=value),
-            ],
-            1,
-        )
-
-    right = lambda name: torch.cat([F.pad(getattr(p, name), (0, response_width - p.response_mask.shape[1])) for p in parts])
+def cat_rollouts(parts, pad_id):
+    """Join rollouts of different prompt and response widths: prompts padded on the left, responses on the right."""
+    P = max(p.sequences.shape[1] - p.response_mask.shape[1] for p in parts)
+    R = max(p.response_mask.shape[1] for p in parts)
+    both = lambda x, p, value: F.pad(x, (P + p.response_mask.shape[1] - x.shape[1], R - p.response_mask.shape[1]), value=value)
+    right = lambda x, p: F.pad(x, (0, R - p.response_mask.shape[1]))
+    per_token = ("response_mask", "logprobs", "entropy", "certainty")
     return Rollout(
-        sequences=torch.cat([pad(p.sequences, p, pad_token_id) for p in parts]),
-        attention_mask=torch.cat([pad(p.attention_mask, p, 0) for p in parts]),
-        response_mask=right("response_mask"),
-        logprobs=right("logprobs"),
-        entropy=right("entropy"),
-        certainty=right("certainty"),
+        sequences=torch.cat([both(p.sequences, p, pad_id) for p in parts]),
+        attention_mask=torch.cat([both(p.attention_mask, p, 0) for p in parts]),
+        **{name: torch.cat([right(getattr(p, name), p) for p in parts]) for name in per_token},
         truncated=torch.cat([p.truncated for p in parts]),
     )

@@ -26,7 +26,7 @@ trainers differ only in their reward: `diff train_sharpen.py train_task.py` show
     torchrun --nproc_per_node=4 train_sharpen.py --model ... --dataset ...   # several GPUs, same global batch
 """
 
-import options  # first: a Ctrl-C while the imports below load exits quietly
+from plumbing import options  # first: a Ctrl-C while the imports below load exits quietly
 
 # isort: split
 import time
@@ -35,10 +35,10 @@ import torch
 
 import rewards
 import rollout
-import sharding
 import trainer
 from loss import group_advantages, policy_loss, token_weights
 from model import micro_batches, response_logprobs
+from plumbing import sharding
 
 # -----------------------------------------------------------------------------
 # config: the shared options (trainer.py) and this objective's own; --help lists them all with their defaults

@@ -25,17 +25,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import checkpoint
-import distributed
-import fast_rollout
-import options
 import rollout
-import sharding
-from data import default_template, drop_long_prompts, load_or_exit
 from loss import AGGREGATIONS, BASELINES
 from model import frozen_copy, load_model, load_tokenizer, micro_batches, pick_device, resolve_model_path, response_logprobs
+from plumbing import checkpoint, distributed, fast_rollout, options, sharding
+from plumbing.run_folder import RunFolder
 from rewards import NORMALIZATIONS, TaskGrader
-from run_folder import RunFolder
+from tasks.data import default_template, drop_long_prompts, load_or_exit
 
 MAX_BAD_STEPS = 3  # consecutive non-finite steps before a run is stopped
 
@@ -99,6 +95,64 @@ def epoch_order(seed, epoch, n):
     return random.Random(seed * 100_003 + epoch).sample(range(n), n)
 
 
+def load_prompts(args, tokenizer, config):
+    """The training and evaluation problems, each with its prompt's token ids (the ones too long for the
+    model's positions dropped, with a count)."""
+    keys = dict(question_key=args.question_key, answer_key=args.answer_key)
+    train = load_or_exit(args.dataset, "train", seed=args.seed, **keys)
+    held_out = load_or_exit(args.eval_dataset or args.dataset, "test", args.eval_problems, args.seed, **keys)
+    fit = (tokenizer, args.template or default_template(args.dataset), config, args.max_new_tokens)
+    return drop_long_prompts(train, *fit, "training set"), drop_long_prompts(held_out, *fit, "evaluation set")
+
+
+def sampling_settings(args):
+    """How the trainers sample (rollout.sample's settings): the one place that picks the fast twin."""
+    return dict(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        batch_size=args.rollout_batch,
+        sampler=rollout.rollout if args.plain_rollout else fast_rollout.rollout,
+    )
+
+
+def optimizer(policy, args):
+    """AdamW (the paper's betas and eps) and the linear warm-up from 0.1 x lr over --warmup steps, then flat."""
+    opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=args.weight_decay)
+    warm = max(1, args.warmup)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, 0.1 + 0.9 * s / warm))
+
+
+def step_metrics(dist, G, lr, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0):
+    """Every diagnostic of a step, averaged over all ranks. What each one tells you is in the README."""
+    mask = roll.response_mask.float()
+    per_seq = {
+        "reward": R,
+        "reward_sq": R**2,
+        "accuracy": r.float(),
+        "no_answer": torch.tensor([a is None for a in answers], device=r.device).float(),
+        "logp_ref": ref_logp.sum(-1),
+        "length": mask.sum(-1),
+        "truncated": roll.truncated.float(),
+        "kl": (logp - ref_logp).sum(-1),  # k1 estimate of KL(pi_theta || pi_ref) per sequence
+    }
+    sums = {k: dist.sum(v.sum()).item() for k, v in per_seq.items()}
+    n = dist.sum(len(R)).item()
+    tokens = dist.sum(mask.sum()).item()
+    m = {k: v / n for k, v in sums.items() if k != "reward_sq"}
+    m["reward_std"] = math.sqrt(max(0.0, sums["reward_sq"] / n - m["reward"] ** 2))
+    m["logp_ref_per_token"] = dist.sum((ref_logp * mask).sum()).item() / tokens
+    m["entropy"] = dist.sum((entropy * mask).sum()).item() / tokens
+    m["zero_std_groups"] = dist.sum((R.view(-1, G).std(1) < 1e-8).float().sum()).item() / (n / G)
+    m["loss"] = dist.sum(loss).item()
+    m["grad_norm"] = grad_norm if grad_norm is not None else float("nan")
+    m["lr"] = lr
+    m["step_time"] = time.time() - t0
+    m["tokens_per_s"] = tokens / m["step_time"]
+    return m
+
+
 class Run:
     """Everything a training run holds, built once from the options."""
 
@@ -118,16 +172,10 @@ class Run:
         random.seed(args.seed)
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)
-        keys = dict(question_key=args.question_key, answer_key=args.answer_key)
-        train_rows = load_or_exit(args.dataset, "train", seed=args.seed, **keys)
-        eval_rows = load_or_exit(args.eval_dataset or args.dataset, "test", args.eval_problems, args.seed, **keys)
         args.model = resolve_model_path(args.model, args.dataset)
         self.tokenizer = load_tokenizer(args.model)
         base = load_model(args.model, dist.device)
-        self.template = args.template or default_template(args.dataset)
-        fit = (self.tokenizer, self.template, base.config, args.max_new_tokens)
-        self.train_rows = drop_long_prompts(train_rows, *fit, "training set")
-        self.eval_rows = drop_long_prompts(eval_rows, *fit, "evaluation set")
+        self.train_rows, self.eval_rows = load_prompts(args, self.tokenizer, base.config)
         self.ref = frozen_copy(base, torch.bfloat16 if dist.device.type == "cuda" else None)
         if args.ref_on_cpu:
             self.ref.to("cpu")
@@ -135,15 +183,7 @@ class Run:
         self.eval_grader = TaskGrader(args.eval_dataset or args.dataset, args.grader)
         # Sampled at temperature 1 without top-k/top-p, the rollout's log-probs are pi_theta's own.
         self.sampled_from_policy = args.temperature == 1 and not args.top_k and args.top_p == 1
-        # How the trainers sample (rollout.sample's settings): the one place that picks the fast twin
-        self.sampling = dict(
-            max_new_tokens=args.max_new_tokens,
-            temperature=args.temperature,
-            top_k=args.top_k,
-            top_p=args.top_p,
-            batch_size=args.rollout_batch,
-            sampler=rollout.rollout if args.plain_rollout else fast_rollout.rollout,
-        )
+        self.sampling = sampling_settings(args)
         self.start_step = 0
         if args.resume:
             path = checkpoint.latest(args.out)
@@ -157,11 +197,7 @@ class Run:
             sharding.shard(self.policy, dist.device)
             if not args.ref_on_cpu:
                 sharding.shard(self.ref, dist.device)
-        self.opt = torch.optim.AdamW(
-            self.policy.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=args.weight_decay
-        )
-        warm = max(1, args.warmup)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, 0.1 + 0.9 * s / warm))
+        self.opt, self.sched = optimizer(self.policy, args)
         if args.resume:
             sharding.load_optimizer_state(self.policy, self.opt, state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
@@ -254,33 +290,11 @@ class Run:
 
     # -------------------------------------------------------------------------
     def metrics(self, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0):
-        """Every diagnostic of a step, averaged over all ranks. What each one tells you is in the README."""
-        dist, G = self.dist, self.args.group_size
-        mask = roll.response_mask.float()
-        per_seq = {
-            "reward": R,
-            "reward_sq": R**2,
-            "accuracy": r.float(),
-            "no_answer": torch.tensor([a is None for a in answers], device=r.device).float(),
-            "logp_ref": ref_logp.sum(-1),
-            "length": mask.sum(-1),
-            "truncated": roll.truncated.float(),
-            "kl": (logp - ref_logp).sum(-1),  # k1 estimate of KL(pi_theta || pi_ref) per sequence
-        }
-        sums = {k: dist.sum(v.sum()).item() for k, v in per_seq.items()}
-        n = dist.sum(len(R)).item()
-        tokens = dist.sum(mask.sum()).item()
-        m = {k: v / n for k, v in sums.items() if k != "reward_sq"}
-        m["reward_std"] = math.sqrt(max(0.0, sums["reward_sq"] / n - m["reward"] ** 2))
-        m["logp_ref_per_token"] = dist.sum((ref_logp * mask).sum()).item() / tokens
-        m["entropy"] = dist.sum((entropy * mask).sum()).item() / tokens
-        m["zero_std_groups"] = dist.sum((R.view(-1, G).std(1) < 1e-8).float().sum()).item() / (n / G)
-        m["loss"] = dist.sum(loss).item()
-        m["grad_norm"] = grad_norm if grad_norm is not None else float("nan")
-        m["lr"] = self.sched.get_last_lr()[0]  # read before sched.step(): the lr this step's update used
-        m["step_time"] = time.time() - t0
-        m["tokens_per_s"] = tokens / m["step_time"]
-        return m
+        """Every diagnostic of a step, over all ranks (`step_metrics`); lr: the one this step's update used."""
+        lr = self.sched.get_last_lr()[0]
+        return step_metrics(
+            self.dist, self.args.group_size, lr, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0
+        )
 
     def log(self, step, metrics):
         """One row of log.jsonl, `step` = the updates done so far (0: the base model)."""

@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from grader import grade  # noqa: E402
+from tasks.grader import grade  # noqa: E402
 
 # (gold, equivalent spellings, wrong answers)
 ANSWER_KINDS = [

@@ -13,7 +13,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(HERE, ".."), os.path.join(HERE, "..", "tests")]
 import adversarial  # noqa: E402
-from grader import grade  # noqa: E402
+from tasks.grader import grade  # noqa: E402
 
 
 def main():

@@ -42,12 +42,12 @@ import time
 import torch
 
 sys.path[:0] = [os.path.join(os.path.dirname(os.path.abspath(__file__)), d) for d in ("..", "../tests")]
-import toytask  # noqa: E402
 import trainer  # noqa: E402
 from conftest import policy_gradient_step, sample_step  # noqa: E402  (tests/conftest.py: the trainers' steps 1 and 5)
-from data import build_prompt, load_problems  # noqa: E402
 from loss import group_advantages  # noqa: E402
 from model import TOY_MODELS, load_model, load_tokenizer  # noqa: E402
+from tasks import toytask  # noqa: E402
+from tasks.data import build_prompt, load_problems  # noqa: E402
 
 PROMPTS, GROUP, MAX_NEW_TOKENS, LR = 16, 8, 48, 3e-4
 

@@ -72,7 +72,7 @@ def trainer_reward(script, mode, args=None, **inputs):
 def sample_step(run, step, n=None):
     """Step 1 of train_task.py / train_sharpen.py on a trainer.Run: (Rollout, r, answers)."""
     import rollout
-    import sharding
+    from plumbing import sharding
 
     problems, G = run.prompts(step), n or run.args.group_size
     with sharding.full_weights(run.policy):
@@ -92,9 +92,9 @@ def sample_step(run, step, n=None):
 
 def policy_gradient_step(run, roll, A, logp, ref_logp):
     """Step 5 of train_task.py / train_sharpen.py, line for line, on a trainer.Run: (loss, grad norm or None)."""
-    import sharding
     from loss import policy_loss, token_weights
     from model import micro_batches, response_logprobs
+    from plumbing import sharding
 
     args, dist, policy, opt = run.args, run.dist, run.policy, run.opt
     clip_eps = args.clip_eps if args.updates_per_batch > 1 else None

@@ -16,9 +16,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import checkpoint
 import trainer
 from conftest import ROOT, tiny_qwen
+from plumbing import checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-import data
+from tasks import data
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HUB = FIXTURES / "hub"

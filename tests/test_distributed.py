@@ -20,10 +20,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import distributed
-import sharding
 import trainer
 from conftest import policy_gradient_step, sample_step
+from plumbing import distributed, sharding
 from rollout import Rollout
 
 pytestmark = pytest.mark.slow  # two spawned processes, each importing torch and transformers: ~30-50 s on 2 cores

@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-import data
 import trainer
 from conftest import ROOT
-from run_folder import RunFolder
+from plumbing.run_folder import RunFolder
+from tasks import data
 
 SMALL = [
     "--prompts-per-step",
@@ -116,7 +116,7 @@ def test_a_folder_is_locked_by_its_run(tmp_path):
     first = RunFolder(str(tmp_path / "run"))
     first.claim(resume=False, overwrite=False)
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from run_folder import RunFolder; "
+        "import sys; sys.path.insert(0, sys.argv[1]); from plumbing.run_folder import RunFolder; "
         "RunFolder(sys.argv[2]).claim(resume=True, overwrite=False)"
     )
     proc = subprocess.run([sys.executable, "-c", code, ROOT, str(tmp_path / "run")], capture_output=True, text=True)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from grader import GRADERS, answers_match, extract_answer, grade, normalize_answer
+from tasks.grader import GRADERS, answers_match, extract_answer, grade, normalize_answer
 
 B = r"\boxed{%s}"
 PMAT = r"\begin{pmatrix} %s & %s \\ %s & %s \end{pmatrix}"
@@ -278,7 +278,7 @@ def test_time_limit_is_hard_and_the_worker_recovers():
 
 
 def test_worker_time_limit_holds_for_any_call():
-    import timelimit
+    from tasks import timelimit
 
     worker = timelimit.Worker("time")
     try:

@@ -6,7 +6,7 @@ import threading
 import time
 
 import adversarial
-from grader import answers_match, grade
+from tasks.grader import answers_match, grade
 
 
 def test_the_set_is_large_and_covers_every_kind():

@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import StaticCache
 
-import memory
 from conftest import tiny_qwen
+from plumbing import memory
 
 
 def test_parameter_count_equals_a_built_model():

@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
-import fast_rollout
 import rollout as plain_rollout
 import theory as T
-import theory_family as F
 from conftest import tiny_qwen
-from power_sample import acceptance, power_rollout, splice
+from family import theory_family as F
+from family.power_sample import acceptance, power_rollout, splice
+from plumbing import fast_rollout
 from rollout import left_pad
 
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 import rewards
-import toytask
 from conftest import trainer_reward
 from rewards import TaskGrader, sequence_reward
+from tasks import toytask
 
 
 def dist_sharpening_reward(r, ref_sum, policy_sum, L, alpha, beta_inv, mode, normalization, weight):

@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
-import fast_rollout
 import rollout as plain_rollout
 from conftest import tiny_qwen
-from fast_rollout import _decoding_step, _model_step, draw, llama_step
-from fast_rollout import rollout as fast
 from model import micro_batches, position_ids_from_mask, response_logprobs
+from plumbing import fast_rollout
+from plumbing.fast_rollout import _decoding_step, _model_step, draw, llama_step
+from plumbing.fast_rollout import rollout as fast
 from rollout import left_pad, sampling_logprobs
 
 SAMPLERS = pytest.mark.parametrize("rollout", [plain_rollout.rollout, fast], ids=["plain", "fast"])

@@ -17,6 +17,7 @@ its parent is gone.
 """
 
 import atexit
+import importlib
 import json
 import os
 import queue
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import threading
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo: tasks/ is a package in it
 _START_TIMEOUT = 120.0  # importing sympy on a busy machine; not part of any call's limit
 _MEMORY_LIMIT = 4 << 30  # bytes of address space for the child: a blow-up is a MemoryError there, not an OOM here
 
@@ -56,7 +57,7 @@ class Worker:
             return reply["result"]
 
     def _start(self):
-        code = f"import sys; sys.path.insert(0, {_HERE!r}); import timelimit; timelimit.serve({self.module!r})"
+        code = f"import sys; sys.path.insert(0, {_ROOT!r}); from tasks import timelimit; timelimit.serve({self.module!r})"
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code],
@@ -98,7 +99,7 @@ def serve(module):
         resource.setrlimit(resource.RLIMIT_AS, (_MEMORY_LIMIT, _MEMORY_LIMIT))
     except (ImportError, ValueError, OSError):  # not on this platform, or a lower limit is already set
         pass
-    mod = __import__(module)
+    mod = importlib.import_module(module)
     out = sys.stdout
     sys.stdout = sys.stderr  # anything the module prints must not corrupt the reply stream
     out.write(json.dumps({"ready": True}) + "\n")

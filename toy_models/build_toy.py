@@ -2,8 +2,8 @@
 Build the embedded base model from scratch: a character tokenizer and a ~0.4M-parameter Qwen2, trained by
 supervised next-token prediction on the toy task's mixture of long and short solutions (toytask.py).
 
-    python build_toy.py                          # both variants -> toy_models/toy, toy_models/toy-aligned
-    python build_toy.py --variant toy --steps 50 --out /tmp/toy   # a quick smoke build
+    python -m toy_models.build_toy                          # both variants -> toy_models/toy, toy_models/toy-aligned
+    python -m toy_models.build_toy --variant toy --steps 50 --out /tmp/toy   # a quick smoke build
 
 Both are saved with save_pretrained, so they load exactly like a hub model. The checkpoints ship in the
 repo so the main job starts at once; this script is how they were made (same seed, same model).
@@ -17,10 +17,10 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-import options
-import toytask
 from model import TOY_MODELS, response_logprobs
+from plumbing import options
 from rollout import left_pad
+from tasks import toytask
 
 SPECIAL = ["<pad>", "<eos>"]
 

@@ -15,7 +15,7 @@ The sharpening family, checked exactly on theory.py's language (every response o
 3. The random reward. For any batch, the expected update over the coins is exactly zero (all 2^G coin
    outcomes of a group, enumerated); trained, the policy drifts only as far as the noise carries it.
 
-    python theory_family.py        # about 45 s on one CPU core
+    python -m family.theory_family        # about 45 s on one CPU core
 """
 
 import itertools
@@ -24,8 +24,8 @@ import time
 import torch
 
 import theory as T
+from family.power_sample import power_sample
 from loss import group_advantages, policy_loss, token_weights
-from power_sample import power_sample
 from rewards import entropy_reward, logprob_reward, majority_vote, self_certainty_reward
 from rollout import self_certainty
 

@@ -1,8 +1,8 @@
 """
 What fits before you rent it: bytes per GPU of an RL run, from the model's shape and the sharding.
 
-    python memory.py                      # the README's table: 0.5B, 3B (Qwen, Llama) and 4B at 1, 2, 4 and 8 GPUs
-    python memory.py --model Qwen/Qwen2.5-7B-Instruct --prompts-per-step 32 --max-new-tokens 2048
+    python -m plumbing.memory                      # the README's table: 0.5B, 3B (Qwen, Llama) and 4B at 1, 2, 4 and 8 GPUs
+    python -m plumbing.memory --model Qwen/Qwen2.5-7B-Instruct --prompts-per-step 32 --max-new-tokens 2048
 
 Per GPU, for N GPUs, P parameters, in GB (10^9 bytes):
     policy      fp32 weights, 4P; gradients, 4P (kept from the backward pass through the next rollout)

@@ -39,7 +39,7 @@ from fractions import Fraction
 
 import sympy
 
-import timelimit
+from tasks import timelimit
 
 GRADERS = ("builtin", "math_verify")
 
@@ -580,7 +580,7 @@ def _in_worker(func: str, *args, timeout: float, default):
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
     try:
-        return timelimit.worker("grader").call(func, *args, timeout=timeout)
+        return timelimit.worker("tasks.grader").call(func, *args, timeout=timeout)
     except (TimeoutError, RuntimeError):  # overran, or failed inside (parser, sympy, memory): no reward
         return default
 

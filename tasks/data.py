@@ -34,7 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from options import is_toy
+from tasks.toytask import is_toy
 
 # As in the authors' code the template goes through str.format, so "{{}}" becomes "{}". Their prompt file
 # stored "\\boxed{{}}", so their models literally saw a double backslash "\\boxed{}". We show the single
@@ -49,7 +49,7 @@ LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...} (or \\fbox{...}) in text, nested braces matched; None if there is none."""
-    from grader import boxed_contents  # the grader's own extractor (it imports sympy: only the MATH sets need it)
+    from tasks.grader import boxed_contents  # the grader's own extractor (it imports sympy: only the MATH sets need it)
 
     boxes = boxed_contents(text)
     return boxes[-1] if boxes else None
@@ -279,7 +279,7 @@ def load_problems(
     as is, so it must hold short gold answers, not worked solutions.
     """
     if is_toy(name):
-        import toytask  # lazy: the math sets do not need it
+        from tasks import toytask  # lazy: the math sets do not need it
 
         if split == "train":
             return toytask.load_problems(name, "train", limit, seed)  # `limit` fresh problems, drawn with `seed`
@@ -305,7 +305,7 @@ def load_or_exit(*args, **kwargs) -> list[dict]:
 def default_template(name: str) -> str:
     """The prompt template for a dataset: the toy task has its own; every math set shares COT_TEMPLATE."""
     if is_toy(name):
-        import toytask
+        from tasks import toytask
 
         return toytask.PROMPT_TEMPLATE
     return COT_TEMPLATE

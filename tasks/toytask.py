@@ -37,6 +37,11 @@ TEST_SEED = 1234  # the test split is a fixed set of problems, whatever seed a r
 CHARSET = "0123456789+=,#:"  # every character the task uses; the tokenizer has one token per character
 
 
+def is_toy(dataset):
+    """The embedded toy task (this file + toy_models/), named exactly: a file called toys.jsonl is not it."""
+    return dataset in VARIANTS
+
+
 def random_terms(rng):
     return [rng.randint(1, 9) for _ in range(rng.randint(MIN_TERMS, MAX_TERMS))]
 

@@ -11,13 +11,14 @@ import os
 import signal
 import sys
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if os.path.dirname(os.path.abspath(getattr(sys.modules["__main__"], "__file__", ""))) == _HERE:  # one of our scripts
+from tasks.toytask import is_toy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_main = os.path.dirname(os.path.abspath(getattr(sys.modules["__main__"], "__file__", "")))
+if ROOT in (_main, os.path.dirname(_main)):  # one of our scripts: python train_task.py, python -m family.theory_family
     # Until the script installs its own handler: exit at once, raising nothing. An exception raised here can land
     # inside torch's native import code, which aborts the process (SIGABRT) or swallows it (measured: 1 in 24).
     signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
-
-TOY_DATASETS = ("toy", "toy-aligned")
 
 # The settings that depend on the task. Real models: the paper's (arXiv 2604.16259, appendix). The toy: what
 # trains its 0.42M-parameter model on a CPU in about a minute. The one home of the token budgets.
@@ -45,11 +46,6 @@ DEFAULTS = {
         save_every=20,
     ),
 }
-
-
-def is_toy(dataset):
-    """The embedded toy task (toy_models/ + toytask.py), named exactly: a file called toys.jsonl is not it."""
-    return dataset in TOY_DATASETS
 
 
 def task_defaults(dataset):
