@@ -27,6 +27,9 @@ them on one log-x figure, each crossing marked (needs matplotlib). Samples are d
 (--batch-size), so n = 256 needs no more memory than n = 16.
 """
 
+from plumbing import options  # first: a Ctrl-C while the imports below load exits quietly
+
+# isort: split
 import json
 import math
 import os
@@ -38,12 +41,7 @@ import torch
 import rollout
 from family.power_sample import power_rollout
 from model import load_model, load_tokenizer, pick_device, resolve_model_path
-from plumbing import (
-    checkpoint,
-    distributed,
-    fast_rollout,
-    options,  # first: a Ctrl-C during the imports below exits quietly
-)
+from plumbing import checkpoint, distributed, fast_rollout
 from rewards import TaskGrader
 from tasks.data import default_template, drop_long_prompts, load_or_exit
 

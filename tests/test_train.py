@@ -33,10 +33,10 @@ TIMING = ("step_time", "tokens_per_s")
 
 
 def run(script, *args, check=True, **kw):
+    """python SCRIPT (a path from the root) or, for a module in a folder (toy_models.build_toy), python -m MODULE."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, env=env, capture_output=True, text=True, **kw
-    )
+    command = [os.path.join(ROOT, script)] if script.endswith(".py") else ["-m", script]
+    proc = subprocess.run([sys.executable, *command, *args], cwd=ROOT, env=env, capture_output=True, text=True, **kw)
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -52,7 +52,7 @@ def params(path):
 
 
 def test_build_toy_smoke(tmp_path):
-    run("build_toy.py", "--variant", "toy", "--steps", "3", "--out", str(tmp_path))
+    run("toy_models.build_toy", "--variant", "toy", "--steps", "3", "--out", str(tmp_path))
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "toy")
     tok = AutoTokenizer.from_pretrained(tmp_path / "toy")
     assert tok.decode(tok.encode("3+5:")) == "3+5:"
