@@ -574,42 +574,49 @@ def _grade_here(response: str, gold: str, backend: str) -> list:
     return [float(bool(answers) and all(_match(a, gold) for a in answers)), key]
 
 
-def _in_worker(func: str, *args, timeout: float, default):
-    """func(*args) in the grader's worker process, or `default` if it fails or overruns `timeout` seconds."""
+def _in_worker(func: str, *args, timeout: float, default, strict: bool):
+    """func(*args) in the grader's worker process; `default` if it fails or overruns `timeout` seconds,
+    unless `strict`, where the TimeoutError / RuntimeError is raised (a test's 0 must be a verdict, not a crash)."""
     timeout = float(timeout)  # a bad timeout is a bug in the caller: raise here, not silently 0
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
     try:
         return timelimit.worker("grader").call(func, *args, timeout=timeout)
     except (TimeoutError, RuntimeError):  # overran, or failed inside (parser, sympy, memory): no reward
+        if strict:
+            raise
         return default
 
 
-def answers_match(pred: str, gold: str, timeout: float = 1.0) -> bool:
-    """Is the answer `pred` equivalent to `gold`? Never raises; at most `timeout` seconds, on any thread."""
+def answers_match(pred: str, gold: str, timeout: float = 1.0, strict: bool = False) -> bool:
+    """Is the answer `pred` equivalent to `gold`? At most `timeout` seconds, on any thread; never raises
+    unless `strict` (see grade_and_answer)."""
     if not isinstance(pred, str) or not isinstance(gold, str):
         return False
-    return _in_worker("_match", pred[-MAX_RESPONSE_CHARS:], gold, timeout=timeout, default=False)
+    return _in_worker("_match", pred[-MAX_RESPONSE_CHARS:], gold, timeout=timeout, default=False, strict=strict)
 
 
-def grade_and_answer(response: str, gold: str, backend: str = "builtin", timeout: float = 1.0):
+def grade_and_answer(response: str, gold: str, backend: str = "builtin", timeout: float = 1.0, strict: bool = False):
     """(task reward, the answer the response commits to in canonical form for voting, or None).
 
     Reward 1.0 if the response's final answer equals `gold`, else 0.0. With several boxed answers, *every*
     one must match the gold: a response that boxes '3' and then '5' has not committed to an answer (and
     would otherwise be a free hedge). Only the last MAX_RESPONSE_CHARS characters are read. Everything,
     extraction included, runs in a worker process under a hard `timeout` (0.0 and None when it overruns),
-    so the verdict and the bound are the same on every thread."""
+    so the verdict and the bound are the same on every thread. With `strict` (for tests), an overrun raises
+    TimeoutError and a failure inside the worker RuntimeError instead of scoring 0."""
     if backend not in GRADERS:
         raise ValueError(f"unknown grader backend {backend!r}; choose one of {GRADERS}")
     if backend == "math_verify" and importlib.util.find_spec("math_verify") is None:
         raise ImportError("grade(backend='math_verify') needs the optional package: pip install math-verify")
     if not isinstance(response, str) or not isinstance(gold, str):
         return 0.0, None
-    score, key = _in_worker("_grade_here", response[-MAX_RESPONSE_CHARS:], gold, backend, timeout=timeout, default=[0.0, None])
+    score, key = _in_worker(
+        "_grade_here", response[-MAX_RESPONSE_CHARS:], gold, backend, timeout=timeout, default=[0.0, None], strict=strict
+    )
     return score, key
 
 
-def grade(response: str, gold: str, backend: str = "builtin", timeout: float = 1.0) -> float:
+def grade(response: str, gold: str, backend: str = "builtin", timeout: float = 1.0, strict: bool = False) -> float:
     """Task reward: 1.0 if the response's final answer equals `gold`, else 0.0 (see grade_and_answer)."""
-    return grade_and_answer(response, gold, backend, timeout)[0]
+    return grade_and_answer(response, gold, backend, timeout, strict)[0]
