@@ -185,6 +185,40 @@ CASES = [
     (B % "9^{9^{9^{9}}}", "0", 0),
     (B % "2^{100}", "1267650600228229401496703205376", 1),
     (B % "(x+1)^{100000}", "x", 0),
+    # identities hold as real functions: the same domain and the same values, for x of both signs
+    (B % r"\sqrt{x^2}", "x", 0),  # |x|
+    (B % r"\sqrt{x^2}", "|x|", 1),
+    (B % r"\sqrt{x^2}", r"\left| x \right|", 1),
+    (B % r"\sqrt{(x-1)^2}", "x-1", 0),
+    (B % r"\sqrt{(x-1)^2}", r"\lvert 1-x \rvert", 1),
+    (B % r"\sqrt{x^4}", "x^2", 1),
+    (B % r"\sqrt{x^6}", "x^3", 0),
+    (B % r"\sqrt{x^6}", "|x|^3", 1),
+    (B % "|x|^2", "x^2", 1),
+    (B % "|x||y|", "|xy|", 1),
+    (B % r"\frac{|x|}{x}", "1", 0),
+    (B % r"\sqrt{x^2y}", r"|x|\sqrt{y}", 1),
+    (B % r"\sqrt{x}\sqrt{y}", r"\sqrt{xy}", 0),  # x, y < 0: only the right side is defined
+    (B % r"\log(x^2)", r"2\log x", 0),  # x < 0: only the left side is defined
+    (B % r"\log(x^2)", r"2\log|x|", 1),
+    (B % r"\log(xy)", r"\log x+\log y", 0),
+    (B % r"\ln|xy|", r"\ln|x|+\ln|y|", 1),
+    (B % r"e^{\ln x}", "x", 0),  # defined for x > 0 only
+    (B % r"\ln(e^x)", "x", 1),
+    (B % r"\sqrt{x}^2", "x", 0),  # defined for x >= 0 only
+    (B % r"x\sqrt{x}", "x^{3/2}", 1),
+    (B % r"\frac{\sqrt{x}}{x}", r"\frac{1}{\sqrt{x}}", 1),
+    (B % r"\sqrt[3]{-8}", "-2", 1),  # the real cube root
+    (B % r"\sqrt[3]{x^3}", "x", 1),
+    (B % "x^{2/3}", r"\sqrt[3]{x^2}", 1),
+    (B % r"\sqrt{1-x^2}", r"\sqrt{(1-x)(1+x)}", 1),
+    (B % r"\arcsin(\sin x)", "x", 0),
+    (B % r"\arctan(\tan x)", "x", 0),
+    (B % r"\sin(\arcsin x)", "x", 0),  # defined for |x| <= 1 only
+    (B % r"\tan(\arctan x)", "x", 1),
+    (B % r"\arcsin x", r"\frac{\pi}{2}-\arccos x", 1),
+    (B % "x+|x-10^6|+x-10^6", "x", 0),  # equal for x < 10^6 only: a point beyond every kink
+    (B % r"\sqrt{x^2}+0i", "x", 0),  # written with i: compared as complex functions, still |x| != x
 ]
 
 
