@@ -18,11 +18,14 @@ The grader here is binary: no partial credit, no format credit. It works in thre
 3. `answers_match`: compare structures (tuples, intervals, sets, matrices, equations) and then
    scalars: exact fractions first, then sympy. The LaTeX is parsed by a small parser here that
    builds sympy objects directly (model output is never `eval`-ed), with size guards (input length,
-   nesting, exponents, factorials) so that no absurd number is ever built. Values are equal exactly
-   where their difference is rational (integers of any size, fractions; identities in variables are
-   checked at random rational points, where polynomials evaluate exactly); otherwise to 60 significant
+   nesting, exponents, factorials) so that no absurd number is ever built. Numbers are equal exactly
+   where their difference is rational (integers of any size, fractions); otherwise to 60 significant
    digits, both sides finite, at a precision raised until the difference is resolved. An infinite,
-   undefined or overflowing value never equals a finite gold.
+   undefined or overflowing value never equals a finite gold. Expressions in variables are equal as real
+   functions: the same domain and the same values on it (sqrt(x^2) = |x| but not x; log(x^2) = 2 log|x|
+   but not 2 log x), checked at random rational points of both signs and |x| from 10^-3 to 10^5, and in one
+   variable also between every two zeros of what is under a |.|, root or logarithm. Rational functions
+   are compared exactly, modulo a random 61-bit prime.
 
 The whole check, extraction included, runs in a worker process under a hard time limit (timelimit.py),
 so the bound and the verdict are the same on every thread. The reference grader of the paper is HF
@@ -36,6 +39,7 @@ import importlib.util
 import random
 import re
 from fractions import Fraction
+from typing import NamedTuple
 
 import sympy
 
@@ -301,7 +305,7 @@ def _scalar_match(p: str, g: str) -> bool:
     if re.search(r"[a-zA-Z]{3,}", words):  # text answers ("Evelyn" is not E*v*e*l*y*n)
         return p.lower() == g.lower()
     try:
-        return _sympy_equal(_Parser(p).parse(), _Parser(g).parse())
+        return _sympy_equal(_parse(p), _parse(g))
     except (_Unparsable, ArithmeticError, TypeError, ValueError, RecursionError):
         return False
 
@@ -312,6 +316,25 @@ _FUNCS = {f"\\{name}": getattr(sympy, name) for name in "sin cos tan sec csc cot
 _FUNCS.update({"\\ln": sympy.log, "\\arcsin": sympy.asin, "\\arccos": sympy.acos, "\\arctan": sympy.atan})
 _CONSTANTS = {"\\pi": sympy.pi, "\\infty": sympy.oo, "e": sympy.E, "i": sympy.I}
 _GREEK = set("alpha beta gamma delta epsilon theta lambda mu phi psi omega rho sigma tau".split())
+_BARS = {"\\lvert": "|", "\\rvert": "|", "\\vert": "|"}  # |x| in every spelling (\left| lost its \left in _clean)
+_DOMAINS = {"\\log": "log", "\\ln": "log", "\\arcsin": "unit", "\\arccos": "unit"}  # functions real only on part of R
+
+
+class _Answer(NamedTuple):
+    """A parsed answer: its value, and where it is defined as a real function: the conditions (kind, argument,
+    exponent) that every logarithm, root, non-integer power and inverse sine/cosine in it puts on its argument,
+    recorded as written (sympy may simplify sqrt(x)^2 to x, but x < 0 is still outside its domain). `complex`:
+    the answer writes i, so it is compared as a complex function (principal branches) instead."""
+
+    value: sympy.Expr
+    conditions: tuple
+    complex: bool
+
+
+def _parse(text: str) -> _Answer:
+    parser = _Parser(text)
+    value = parser.parse()
+    return _Answer(value, tuple(parser.conditions), parser.complex)
 
 
 class _Parser:
@@ -320,7 +343,9 @@ class _Parser:
     power := atom [!] [^ arg] ;  atom := number | letter | (expr) | {expr} | \\frac | \\sqrt | ..."""
 
     def __init__(self, text: str):
-        self.toks, self.i, self.depth = _TOKEN_RE.findall(text), 0, 0
+        self.toks, self.i, self.depth = [_BARS.get(t, t) for t in _TOKEN_RE.findall(text)], 0, 0
+        self.bars = 0  # |...| open around the current position (within the innermost parentheses)
+        self.conditions, self.complex = [], False
 
     def parse(self) -> sympy.Expr:
         e = self.expr()
@@ -360,9 +385,14 @@ class _Parser:
                 self.take()
                 e = e / self.power()
             elif (
-                tok[0].isalnum() or tok in ("(", "{") or tok in _FUNCS or tok in ("\\frac", "\\sqrt", "\\pi") or tok[1:] in _GREEK
+                tok[0].isalnum()
+                or tok in ("(", "{")
+                or tok in _FUNCS
+                or tok in ("\\frac", "\\sqrt", "\\pi")
+                or tok[1:] in _GREEK
+                or (tok == "|" and not self.bars)  # inside |...| a bar closes it
             ):
-                e = e * self.power()  # implicit product: 2x, 2\sqrt{3}, x(x+1)
+                e = e * self.power()  # implicit product: 2x, 2\sqrt{3}, x(x+1), 2|x|
             else:
                 return e
         return e
@@ -376,7 +406,7 @@ class _Parser:
             base = sympy.factorial(base)
         if self.peek() == "^":
             self.take()
-            return _guarded_pow(base, self.arg(signed=True))
+            return self.pow(base, self.arg(signed=True))
         return base
 
     def arg(self, signed: bool = False) -> sympy.Expr:
@@ -399,10 +429,19 @@ class _Parser:
                 raise _Unparsable("long number")
             return sympy.Rational(tok)  # exact, so 0.5 == 1/2
         if tok in ("(", "{"):
+            bars, self.bars = self.bars, 0  # |(|x|+1)|: a bar inside parentheses opens
             e = self.expr()
             self.take(")" if tok == "(" else "}")
+            self.bars = bars
             return e
+        if tok == "|":
+            self.bars += 1
+            e = self.expr()
+            self.take("|")
+            self.bars -= 1
+            return sympy.Abs(e)
         if tok in _CONSTANTS:
+            self.complex |= tok == "i"
             return _CONSTANTS[tok]
         if tok.isalpha() or tok[1:] in _GREEK:
             name = tok.lstrip("\\")
@@ -413,31 +452,41 @@ class _Parser:
         if tok == "\\frac":
             return self.arg() / self.arg()
         if tok == "\\sqrt":
+            n = sympy.Integer(2)
             if self.peek() == "[":
                 self.take()
                 n = self.expr()
                 self.take("]")
-                return _guarded_pow(self.arg(), 1 / n)
-            return sympy.sqrt(self.arg())
+            return self.pow(self.arg(), 1 / n)
         if tok in _FUNCS:
             exponent = None
             if self.peek() == "^":  # \sin^2 x
                 self.take()
                 exponent = self.arg(signed=True)
             # \sin(x)^2 is (sin x)^2: parentheses right after the name hold the argument; \sin x^2 is sin(x^2)
-            value = _FUNCS[tok](self.atom() if self.peek() == "(" else self.power())
-            return value if exponent is None else _guarded_pow(value, exponent)
+            argument = self.atom() if self.peek() == "(" else self.power()
+            if tok in _DOMAINS:
+                self.conditions.append((_DOMAINS[tok], argument, None))
+            value = _FUNCS[tok](argument)
+            return value if exponent is None else self.pow(value, exponent)
         raise _Unparsable(tok)
 
-
-def _guarded_pow(base: sympy.Expr, exp: sympy.Expr) -> sympy.Expr:
-    """base**exp, refusing anything that would build a huge number (10^{10^{10}})."""
-    if exp.is_Number:
-        if abs(exp) > _MAX_EXPONENT:
-            raise _Unparsable("huge exponent")
-        if base.is_Number and abs(exp) * len(str(base)) > _MAX_DIGITS:
-            raise _Unparsable("huge power")
-    return sympy.Pow(base, exp)
+    def pow(self, base: sympy.Expr, exp: sympy.Expr) -> sympy.Expr:
+        """base^exp as a real function, refusing anything that would build a huge number (10^{10^{10}}).
+        An odd root is the real one, \\sqrt[3]{-8} = -2 and x^{1/3} = sign(x) |x|^{1/3}, as in school algebra;
+        any other non-integer power needs a base > 0 (or 0 with a positive exponent): a condition."""
+        if exp.is_Number:
+            if abs(exp) > _MAX_EXPONENT:
+                raise _Unparsable("huge exponent")
+            if base.is_Number and abs(exp) * len(str(base)) > _MAX_DIGITS:
+                raise _Unparsable("huge power")
+        if exp.is_Integer:
+            return sympy.Pow(base, exp)
+        if exp.is_Rational and exp.q % 2 == 1 and not base.has(sympy.I):  # x^{p/q} = sign(x)^p |x|^{p/q}, q odd
+            return sympy.sign(base) ** (exp.p % 2) * sympy.Pow(sympy.Abs(base), exp)
+        if not base.is_positive:
+            self.conditions.append(("pow", base, exp))
+        return sympy.Pow(base, exp)
 
 
 # Equality of two sympy values. Exact where the difference is a rational number (integers of any size,
@@ -448,8 +497,20 @@ def _guarded_pow(base: sympy.Expr, exp: sympy.Expr) -> sympy.Expr:
 _MAX_MAGNITUDE = 20_000  # decimal digits of |value|; bigger values equal only themselves (same expression)
 _AGREE_DIGITS = 60  # significant digits two values must share to be called equal
 _MAX_WORKING_DIGITS = 40_000  # the most digits sympy may work with while resolving a difference
-_POINTS_PER_CHECK = 3  # random rational points at which an expression in variables is compared
 _LOG10_2 = 0.30102999566398120
+# Where an expression in variables is compared: |coordinate| in each of these ranges, with both signs.
+_BANDS = [
+    (Fraction(1, 1000), Fraction(1, 10)),
+    (Fraction(1, 10), Fraction(1)),
+    (Fraction(1), Fraction(10)),
+    (10, 1000),
+    (1000, 10**5),
+]
+_POINTS = 2 * len(_BANDS)
+_SIGN_MASKS = [1, 3, 5]  # coordinate k is negative at point j when j & mask has odd parity: see _points
+_PRIME_BITS = 61  # rational functions are compared modulo a prime of this size at random points (_mod_prime)
+_MAX_KINK_DEGREE = 40  # the highest degree whose real zeros are isolated to place a point between each two
+_UNKNOWN = object()  # a sign or a value that did not resolve at a point: the point says nothing
 
 
 def _log10_abs(value: sympy.Expr) -> float | None:
@@ -470,16 +531,23 @@ def _log10_abs(value: sympy.Expr) -> float | None:
     return worst
 
 
-def _equal_numbers(a: sympy.Expr, b: sympy.Expr) -> bool:
-    """a == b for two constant expressions (no free symbols)."""
+def _magnitude(value: sympy.Expr) -> float | None:
+    return _log10_abs(value.evalf(15, maxn=1000))
+
+
+def _equal_numbers(a: sympy.Expr, b: sympy.Expr, mags: tuple | None = None) -> bool | None:
+    """a == b for two constant expressions (no free symbols). `mags`: their _magnitude when known; None (no
+    verdict) when both are finite but too big to compare, False when only one is."""
     d = a - b
     if d == 0:
         return True
     if d.is_Rational:  # exact values that differ (2^1024 vs 2^1024 + 1)
         return False
-    mags = [_log10_abs(x.evalf(15, maxn=1000)) for x in (a, b)]
-    if None in mags or max(mags) > _MAX_MAGNITUDE:
-        return False  # not finite, or too big to compare: only the very same expression is equal to it
+    mags = mags or (_magnitude(a), _magnitude(b))
+    if None in mags:
+        return False  # not finite: only the very same expression is equal to it
+    if max(mags) > _MAX_MAGNITUDE:
+        return None if min(mags) > _MAX_MAGNITUDE else False
     scale = max(mags)
     # Two close algebraic numbers can differ far below their magnitude (sqrt(10^600 + 1) - 10^300 is about
     # 10^-301): their separation is bounded by the size of the integers that define them, so sympy may use
@@ -501,36 +569,177 @@ def _equal_numbers(a: sympy.Expr, b: sympy.Expr) -> bool:
     return False
 
 
-def _rational_points(a: sympy.Expr, b: sympy.Expr, symbols: list, count: int) -> list[dict]:
-    """`count` points with rational coordinates p/q in [1/4, 4), q a 17-bit number, drawn from a generator
-    seeded by the two expressions: the same verdict every time, yet points that an answer cannot be written
-    to vanish at. A nonzero rational function of degree D vanishes at such a point with probability about
-    D / 10^10 (Schwartz-Zippel); small denominators keep exact arithmetic cheap at high degree."""
-    seed = int.from_bytes(hashlib.sha256(f"{sympy.srepr(a)}|{sympy.srepr(b)}".encode()).digest()[:8], "big")
+def _points(a: _Answer, b: _Answer, symbols: list) -> list[dict]:
+    """_POINTS points with rational coordinates p/q, q a 17-bit number, drawn from a generator seeded by the two
+    expressions: the same verdict every time, yet points that an answer cannot be written to vanish at. A
+    nonzero rational function of degree D vanishes at such a point with probability about D / 10^10
+    (Schwartz-Zippel); small denominators keep exact arithmetic cheap at high degree. Every coordinate takes
+    both signs in every band of _BANDS (|x| from 10^-3 to 10^5), and the first three take every sign pattern
+    (x < 0 < y, ...): a branch (a root, a logarithm, |x|) shows wherever the real line has one. In one variable,
+    also a point in every interval between the real zeros of what is under |.|, a root or a logarithm (_kinks):
+    there both sides are analytic, so equal at one point of it means equal on all of it."""
+    seed = int.from_bytes(hashlib.sha256(f"{sympy.srepr(a.value)}|{sympy.srepr(b.value)}".encode()).digest()[:8], "big")
     rng = random.Random(seed)
+    masks = _SIGN_MASKS + [2 * rng.randrange(1 << 8) + 1 for _ in symbols[len(_SIGN_MASKS) :]]
     points = []
-    for _ in range(count):
+    for j in range(_POINTS):
         point = {}
-        for s in symbols:
+        for k, s in enumerate(symbols):
+            low, high = _BANDS[(j // 2 + k) % len(_BANDS)]
             q = rng.randrange(1 << 16, 1 << 17)
-            point[s] = sympy.Rational(rng.randrange(q // 4, 4 * q), q)
+            sign = -1 if bin(j & masks[k]).count("1") % 2 else 1
+            point[s] = sign * sympy.Rational(rng.randrange(int(low * q), int(high * q)), q)
         points.append(point)
+    if len(symbols) == 1:
+        zeros = _kinks([a, b], symbols[0])  # disjoint intervals (low, high), each around one zero, in order
+        ends = (
+            [-abs(zeros[0][0]) - 1 if zeros else -1]
+            + [z for interval in zeros for z in interval]
+            + [abs(zeros[-1][1]) + 1 if zeros else 1]
+        )
+        for low, high in zip(ends[::2], ends[1::2]):  # the gaps between zeros, and beyond the outer ones
+            q = rng.randrange(1 << 16, 1 << 17)
+            points.append({symbols[0]: low + (high - low) * sympy.Rational(rng.randrange(q // 4, 3 * q // 4), q)})
     return points
 
 
-def _sympy_equal(a: sympy.Expr, b: sympy.Expr) -> bool:
-    if a == b:
+def _kinks(answers: list, x: sympy.Symbol) -> list:
+    """Isolating intervals of the real zeros of every argument of |.|, sign, a root, a logarithm, arcsin/arccos
+    (at +-1): where a side can stop being one analytic function. Arguments that are not rational functions of
+    x with rational coefficients of degree <= _MAX_KINK_DEGREE are left to the sampled points."""
+    arguments = []
+    for answer in answers:
+        for kind, argument, _ in answer.conditions:
+            arguments += [argument - 1, argument + 1] if kind == "unit" else [argument]
+        for e in [answer.value] + [argument for _, argument, _ in answer.conditions]:
+            arguments += [f.args[0] for f in e.atoms(sympy.Abs, sympy.sign)]
+    polys = []
+    for argument in arguments:
+        if not argument.is_rational_function(x):
+            continue
+        for part in sympy.fraction(sympy.together(argument)):
+            if not 0 < _degree(part) <= _MAX_KINK_DEGREE:
+                continue
+            poly = sympy.Poly(part, x)
+            if poly.domain.is_ZZ or poly.domain.is_QQ:
+                polys.append(poly)
+    if not polys:
+        return []
+    return sorted(interval for interval, _ in sympy.intervals(polys, eps=sympy.Rational(1, 10**6)))
+
+
+def _sign(value: sympy.Expr):
+    """-1, 0 or 1 for a real number; _UNKNOWN if it is not real or its sign does not resolve."""
+    if value.is_Rational:
+        return (value.p > 0) - (value.p < 0)
+    real, imag = value.evalf(30, maxn=1000).as_real_imag()
+    if imag != 0 or not real.is_Float or real._prec <= 1 or real == 0:
+        return _UNKNOWN  # not real (only after an earlier condition failed), or zero to within 1000 digits
+    return 1 if real > 0 else -1
+
+
+def _holds(condition: tuple, point: dict):
+    """Is the real function defined here, by one condition of _Answer? True, False or _UNKNOWN."""
+    kind, argument, exponent = condition
+    x = _sign(argument.xreplace(point))
+    if x is _UNKNOWN:
+        return _UNKNOWN
+    if kind == "log":
+        return x > 0
+    if kind == "unit":  # arcsin, arccos: -1 <= x <= 1
+        value = argument.xreplace(point)
+        low, high = _sign(value + 1), _sign(1 - value)
+        return _UNKNOWN if _UNKNOWN in (low, high) else low >= 0 and high >= 0
+    e = exponent.xreplace(point)  # "pow": base^exponent, real for a base > 0, an integer exponent, or 0^(e > 0)
+    if x > 0 or e.is_Integer:
         return True
+    if x < 0:
+        return False
+    return _UNKNOWN if _sign(e) is _UNKNOWN else _sign(e) > 0
+
+
+def _mod_prime(e: sympy.Expr, point: dict, prime: int) -> int | None:
+    """e at the point in the integers modulo `prime`, for a rational function with rational coefficients (sums,
+    products, integer powers); None for anything else (a root, a function, pi, i) or a pole modulo the prime."""
+    if e.is_Rational:
+        return None if e.q % prime == 0 else e.p * pow(e.q, -1, prime) % prime
+    if e.is_Symbol:
+        return point[e]
+    if e.is_Add or e.is_Mul or (e.is_Pow and e.exp.is_Integer):
+        parts = [_mod_prime(arg, point, prime) for arg in (e.args[:1] if e.is_Pow else e.args)]
+        if None in parts:
+            return None
+        if e.is_Pow:
+            return None if parts[0] == 0 and e.exp < 0 else pow(parts[0], int(e.exp), prime)
+        total = 0 if e.is_Add else 1
+        for part in parts:
+            total = (total + part if e.is_Add else total * part) % prime
+        return total
+    return None
+
+
+def _degree(e: sympy.Expr) -> int:
+    """The degree of a polynomial as written, without expanding it ((x+1)^{9999} has 10^4 terms)."""
+    if e.is_Add:
+        return max(_degree(arg) for arg in e.args)
+    if e.is_Mul:
+        return sum(_degree(arg) for arg in e.args)
+    if e.is_Pow:
+        return _degree(e.base) * abs(int(e.exp))
+    return 1 if e.is_Symbol else 0
+
+
+def _value_at(answer: _Answer, point: dict, as_complex: bool):
+    """(value, magnitude) of the answer at the point; None where it is undefined (a real function outside its
+    domain, or an infinite value), _UNKNOWN where that did not resolve."""
+    if not as_complex:
+        for condition in answer.conditions:  # inner conditions first, as recorded: an argument is real once they hold
+            held = _holds(condition, point)
+            if held is not True:
+                return None if held is False else _UNKNOWN
+    value = answer.value.xreplace(point)
+    mag = _magnitude(value)
+    return None if mag is None else (value, mag)
+
+
+def _sympy_equal(a: _Answer, b: _Answer) -> bool:
     special = (sympy.oo, -sympy.oo, sympy.zoo, sympy.nan)
-    if a.has(*special) or b.has(*special):
-        return False  # infinities are compared as strings only; an infinite value never equals a finite one
-    symbols = sorted(a.free_symbols | b.free_symbols, key=str)
+    if a.value.has(*special) or b.value.has(*special):
+        return a.value == b.value  # infinities are compared as strings only; an infinite value never equals a finite one
+    symbols = sorted(a.value.free_symbols | b.value.free_symbols, key=str)
     if not symbols:
-        return _equal_numbers(a, b)
-    # An identity must hold everywhere: compare at several random rational points. A polynomial or rational
-    # function then evaluates exactly (a false identity of any degree is caught); anything else is compared
-    # as numbers there, with the same care.
-    return all(_equal_numbers(a.subs(point), b.subs(point)) for point in _rational_points(a, b, symbols, _POINTS_PER_CHECK))
+        return _equal_numbers(a.value, b.value) is True
+    if a.value == b.value and set(a.conditions) == set(b.conditions):
+        return True
+    if not (a.conditions or b.conditions):
+        # Two rational functions (polynomials of any degree included): exact and cheap modulo a prime. A nonzero
+        # one of degree D vanishes at a random point there with probability D / 2^61 (Schwartz-Zippel). The prime
+        # is drawn from the answers too: a fixed one would let x + 2^61 - 1 equal x.
+        rng = random.Random(f"{sympy.srepr(a.value)}|{sympy.srepr(b.value)}")
+        prime = sympy.nextprime(rng.randrange(1 << (_PRIME_BITS - 1), 1 << _PRIME_BITS))
+        points = [{s: rng.randrange(prime) for s in symbols} for _ in range(3)]
+        values = [(_mod_prime(a.value, point, prime), _mod_prime(b.value, point, prime)) for point in points]
+        if all(None not in pair for pair in values):
+            return all(va == vb for va, vb in values)
+    # An identity must hold as real functions: the same domain, and the same values on it. Compare at points of
+    # both signs and wide magnitude: a point where one side is defined and the other is not (log(x^2) and
+    # 2 log x at x < 0), or where both are and differ (sqrt(x^2) and x at x < 0), makes them unequal. A
+    # polynomial or rational function evaluates exactly there (a false identity of any degree is caught);
+    # anything else is compared as numbers, with the same care. An answer that writes i is compared as a
+    # complex function (principal branches) instead.
+    as_complex = a.complex or b.complex
+    compared = 0
+    for point in _points(a, b, symbols):
+        va, vb = _value_at(a, point, as_complex), _value_at(b, point, as_complex)
+        if _UNKNOWN in (va, vb) or va is vb is None:
+            continue  # this point says nothing
+        if va is None or vb is None:
+            return False  # defined on one side only
+        same = _equal_numbers(va[0], vb[0], (va[1], vb[1]))
+        if same is False:
+            return False
+        compared += same is True
+    return compared > 0  # no point where both are defined and comparable: not shown equal
 
 
 # --------------------------------------------------------------------------- public API
@@ -574,42 +783,49 @@ def _grade_here(response: str, gold: str, backend: str) -> list:
     return [float(bool(answers) and all(_match(a, gold) for a in answers)), key]
 
 
-def _in_worker(func: str, *args, timeout: float, default):
-    """func(*args) in the grader's worker process, or `default` if it fails or overruns `timeout` seconds."""
+def _in_worker(func: str, *args, timeout: float, default, strict: bool):
+    """func(*args) in the grader's worker process; `default` if it fails or overruns `timeout` seconds,
+    unless `strict`, where the TimeoutError / RuntimeError is raised (a test's 0 must be a verdict, not a crash)."""
     timeout = float(timeout)  # a bad timeout is a bug in the caller: raise here, not silently 0
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
     try:
         return timelimit.worker("tasks.grader").call(func, *args, timeout=timeout)
     except (TimeoutError, RuntimeError):  # overran, or failed inside (parser, sympy, memory): no reward
+        if strict:
+            raise
         return default
 
 
-def answers_match(pred: str, gold: str, timeout: float = 1.0) -> bool:
-    """Is the answer `pred` equivalent to `gold`? Never raises; at most `timeout` seconds, on any thread."""
+def answers_match(pred: str, gold: str, timeout: float = 1.0, strict: bool = False) -> bool:
+    """Is the answer `pred` equivalent to `gold`? At most `timeout` seconds, on any thread; never raises
+    unless `strict` (see grade_and_answer)."""
     if not isinstance(pred, str) or not isinstance(gold, str):
         return False
-    return _in_worker("_match", pred[-MAX_RESPONSE_CHARS:], gold, timeout=timeout, default=False)
+    return _in_worker("_match", pred[-MAX_RESPONSE_CHARS:], gold, timeout=timeout, default=False, strict=strict)
 
 
-def grade_and_answer(response: str, gold: str, backend: str = "builtin", timeout: float = 1.0):
+def grade_and_answer(response: str, gold: str, backend: str = "builtin", timeout: float = 1.0, strict: bool = False):
     """(task reward, the answer the response commits to in canonical form for voting, or None).
 
     Reward 1.0 if the response's final answer equals `gold`, else 0.0. With several boxed answers, *every*
     one must match the gold: a response that boxes '3' and then '5' has not committed to an answer (and
     would otherwise be a free hedge). Only the last MAX_RESPONSE_CHARS characters are read. Everything,
     extraction included, runs in a worker process under a hard `timeout` (0.0 and None when it overruns),
-    so the verdict and the bound are the same on every thread."""
+    so the verdict and the bound are the same on every thread. With `strict` (for tests), an overrun raises
+    TimeoutError and a failure inside the worker RuntimeError instead of scoring 0."""
     if backend not in GRADERS:
         raise ValueError(f"unknown grader backend {backend!r}; choose one of {GRADERS}")
     if backend == "math_verify" and importlib.util.find_spec("math_verify") is None:
         raise ImportError("grade(backend='math_verify') needs the optional package: pip install math-verify")
     if not isinstance(response, str) or not isinstance(gold, str):
         return 0.0, None
-    score, key = _in_worker("_grade_here", response[-MAX_RESPONSE_CHARS:], gold, backend, timeout=timeout, default=[0.0, None])
+    score, key = _in_worker(
+        "_grade_here", response[-MAX_RESPONSE_CHARS:], gold, backend, timeout=timeout, default=[0.0, None], strict=strict
+    )
     return score, key
 
 
-def grade(response: str, gold: str, backend: str = "builtin", timeout: float = 1.0) -> float:
+def grade(response: str, gold: str, backend: str = "builtin", timeout: float = 1.0, strict: bool = False) -> float:
     """Task reward: 1.0 if the response's final answer equals `gold`, else 0.0 (see grade_and_answer)."""
-    return grade_and_answer(response, gold, backend, timeout)[0]
+    return grade_and_answer(response, gold, backend, timeout, strict)[0]

@@ -36,6 +36,7 @@ class Worker:
         self.proc = None
         self.replies = None
         self.lock = threading.Lock()  # one call at a time; each call has the child to itself
+        self.timeouts = 0  # calls that overran their limit (each replaced the child): tests count these, not seconds
 
     def call(self, func, *args, timeout):
         """func(*args) in the child, or TimeoutError after `timeout` seconds (the child is then replaced)."""
@@ -48,6 +49,7 @@ class Worker:
                 reply = self.replies.get(timeout=timeout)
             except queue.Empty:
                 self._stop()
+                self.timeouts += 1
                 raise TimeoutError(f"{self.module}.{func} took more than {timeout} s") from None
             if reply is None:  # the child died (killed from outside, or crashed hard)
                 self._stop()

@@ -1,6 +1,7 @@
 """An adversarial set for the task reward: answers built to be scored 1 without being right.
 
-Every case is (prediction, gold, expected) with expected = 1 only where the two are mathematically equal.
+Every case is (prediction, gold, expected) with expected = 1 only where the two are mathematically equal
+(expressions in variables: equal as real functions, the same domain and the same values on it).
 Used by tests/test_grader_adversarial.py (the built-in grader must get every case right) and by
 bench/bench_grader_vs_math_verify.py (agreement with HF math-verify, the paper's grader).
 """
@@ -100,7 +101,55 @@ IDENTITIES = [  # (prediction, gold, are they equal as functions?)
     (r"\frac{x^{100}-1}{x-1}", r"\frac{x^{100}-1}{x-1}", 1),
     (r"2\sin x\cos x", r"\sin(2x)", 1),
     (r"e^{x+1}", r"e\cdot e^{x}", 1),
-    (r"\log(xy)", r"\log x+\log y", 1),
+    (r"\log(xy)", r"\log x+\log y", 0),  # x, y < 0: only the left side is defined
+    (r"\log|xy|", r"\log|x|+\log|y|", 1),
+]
+
+# Identities that hold on part of the real line only (equal for x > 0, say): a grader that samples x > 0 alone,
+# or compares complex principal values, or ignores where a side is defined, passes them. Equal as real functions
+# means the same domain and the same values on it.
+BRANCHES = [  # (prediction, gold, are they equal as real functions?)
+    (r"\sqrt{x^2}", "x", 0),
+    (r"|x|", "x", 0),
+    ("x", r"\sqrt{x^2}", 0),
+    (r"\sqrt{(x-3)^2}", "x-3", 0),
+    (r"\sqrt{x^2-6x+9}", "3-x", 0),
+    (r"\sqrt{x^6}", "x^3", 0),
+    (r"\sqrt{x^2y^2}", "xy", 0),
+    (r"\frac{|x|}{x}", "1", 0),
+    (r"\frac{x}{\sqrt{x^2}}", "1", 0),
+    (r"\log(x^2)", r"2\log x", 0),
+    (r"\ln(x^4)", r"4\ln x", 0),
+    (r"\log(x^3)", r"3\log x", 1),  # both defined for x > 0 only
+    (r"\sqrt{x}\sqrt{y}", r"\sqrt{xy}", 0),
+    (r"\frac{\sqrt{x}}{\sqrt{y}}", r"\sqrt{\frac{x}{y}}", 0),
+    (r"e^{\ln x}", "x", 0),
+    (r"\sqrt{x}^2", "x", 0),
+    (r"\sin(\arcsin x)", "x", 0),
+    (r"\arcsin(\sin x)", "x", 0),
+    (r"\arccos(\cos x)", "x", 0),
+    (r"\arctan(\tan x)", "x", 0),
+    (r"x^{1/3}x^{1/3}x^{1/3}", "x", 1),
+    (r"\sqrt[3]{x^3}", "x", 1),
+    (r"\sqrt[4]{x^4}", "x", 0),
+    (r"\sqrt{-x^2-1}", r"\sqrt{-x^2-2}", 0),  # defined nowhere on the real line: not shown equal
+    (r"\log(-x^2)", r"\log(-x^2)+1", 0),
+    (r"\sqrt{x^2}+0i", "x", 0),  # an i switches to complex principal values: |x| != x there too
+    (r"x+|x-10^6|+x-10^6", "x", 0),  # equal below 10^6 only
+    (r"|x-10^{12}|", r"10^{12}-x", 0),
+    (r"|x^2-2|", "x^2-2", 0),  # differs on (-sqrt2, sqrt2) only
+    (r"x\frac{\sqrt{10^{12}-x^2}}{\sqrt{10^{12}-x^2}}", "x", 0),  # defined for |x| <= 10^6 only
+    (r"\sqrt{x^2}", "|x|", 1),
+    (r"\sqrt{(x-3)^2}", "|3-x|", 1),
+    (r"\sqrt{x^6}", "|x|^3", 1),
+    (r"\log(x^2)", r"2\log|x|", 1),
+    (r"\sqrt{x^2y^2}", "|xy|", 1),
+    (r"|x|^2", "x^2", 1),
+    (r"\ln(e^{x})", "x", 1),
+    (r"\tan(\arctan x)", "x", 1),
+    (r"\arcsin x+\arccos x", r"\frac{\pi}{2}", 0),  # defined for |x| <= 1 only
+    (r"\arcsin x+\arccos x", r"\frac{\pi}{2}+0\sqrt{1-x^2}", 1),
+    (r"\frac{\sqrt{x}}{x}", r"x^{-1/2}", 1),
 ]
 
 HEDGES = [  # a response that names several answers has not answered; gold is "3" unless said otherwise
@@ -141,6 +190,6 @@ def cases():
     out += [(rf"\boxed{{{g}}}", p, 1) for p, g in BIG_EQUAL]  # and the other way round
     out += [(rf"\boxed{{{p}}}", g, 0) for p, g in BIG_DIFFERENT]
     out += [(rf"\boxed{{{g}}}", p, 0) for p, g in BIG_DIFFERENT]
-    out += [(rf"\boxed{{{p}}}", g, e) for p, g, e in IDENTITIES]
+    out += [(rf"\boxed{{{p}}}", g, e) for p, g, e in IDENTITIES + BRANCHES]
     out += [(response, gold, 0) for response, gold in HEDGES]
     return out

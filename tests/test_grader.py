@@ -1,14 +1,20 @@
 """Tests for grader.py: a hand-written table of graded answers, extraction, voting
-normalisation, time limits, and a seeded fuzz test that grade() never raises or hangs."""
+normalisation, time limits, and a seeded fuzz test that grade() never raises or hangs.
+
+The tables are graded in strict mode: a worker that fails or overruns raises instead of scoring 0, so a
+row that expects 0 passes on a verdict, never because the check crashed. Time limits are tested by
+counting the worker's timeouts, never by timing a call (a worker restart would land in the window)."""
 
 import random
 import sys
 import threading
-import time
 
 import pytest
 
+from tasks import timelimit
 from tasks.grader import GRADERS, answers_match, extract_answer, grade, normalize_answer
+
+STRICT = dict(timeout=30.0, strict=True)  # a hang is a failure here, not a 0
 
 B = r"\boxed{%s}"
 PMAT = r"\begin{pmatrix} %s & %s \\ %s & %s \end{pmatrix}"
@@ -179,12 +185,59 @@ CASES = [
     (B % "9^{9^{9^{9}}}", "0", 0),
     (B % "2^{100}", "1267650600228229401496703205376", 1),
     (B % "(x+1)^{100000}", "x", 0),
+    # identities hold as real functions: the same domain and the same values, for x of both signs
+    (B % r"\sqrt{x^2}", "x", 0),  # |x|
+    (B % r"\sqrt{x^2}", "|x|", 1),
+    (B % r"\sqrt{x^2}", r"\left| x \right|", 1),
+    (B % r"\sqrt{(x-1)^2}", "x-1", 0),
+    (B % r"\sqrt{(x-1)^2}", r"\lvert 1-x \rvert", 1),
+    (B % r"\sqrt{x^4}", "x^2", 1),
+    (B % r"\sqrt{x^6}", "x^3", 0),
+    (B % r"\sqrt{x^6}", "|x|^3", 1),
+    (B % "|x|^2", "x^2", 1),
+    (B % "|x||y|", "|xy|", 1),
+    (B % r"\frac{|x|}{x}", "1", 0),
+    (B % r"\sqrt{x^2y}", r"|x|\sqrt{y}", 1),
+    (B % r"\sqrt{x}\sqrt{y}", r"\sqrt{xy}", 0),  # x, y < 0: only the right side is defined
+    (B % r"\log(x^2)", r"2\log x", 0),  # x < 0: only the left side is defined
+    (B % r"\log(x^2)", r"2\log|x|", 1),
+    (B % r"\log(xy)", r"\log x+\log y", 0),
+    (B % r"\ln|xy|", r"\ln|x|+\ln|y|", 1),
+    (B % r"e^{\ln x}", "x", 0),  # defined for x > 0 only
+    (B % r"\ln(e^x)", "x", 1),
+    (B % r"\sqrt{x}^2", "x", 0),  # defined for x >= 0 only
+    (B % r"x\sqrt{x}", "x^{3/2}", 1),
+    (B % r"\frac{\sqrt{x}}{x}", r"\frac{1}{\sqrt{x}}", 1),
+    (B % r"\sqrt[3]{-8}", "-2", 1),  # the real cube root
+    (B % r"\sqrt[3]{x^3}", "x", 1),
+    (B % "x^{2/3}", r"\sqrt[3]{x^2}", 1),
+    (B % r"\sqrt{1-x^2}", r"\sqrt{(1-x)(1+x)}", 1),
+    (B % r"\arcsin(\sin x)", "x", 0),
+    (B % r"\arctan(\tan x)", "x", 0),
+    (B % r"\sin(\arcsin x)", "x", 0),  # defined for |x| <= 1 only
+    (B % r"\tan(\arctan x)", "x", 1),
+    (B % r"\arcsin x", r"\frac{\pi}{2}-\arccos x", 1),
+    (B % "x+|x-10^6|+x-10^6", "x", 0),  # equal for x < 10^6 only: a point beyond every kink
+    (B % r"\sqrt{x^2}+0i", "x", 0),  # written with i: compared as complex functions, still |x| != x
 ]
 
 
 @pytest.mark.parametrize("response,gold,expected", CASES)
 def test_grade_table(response, gold, expected):
-    assert grade(response, gold) == float(expected)
+    assert grade(response, gold, **STRICT) == float(expected)
+
+
+def test_strict_mode_raises_where_the_default_scores_0(monkeypatch):
+    def broken(self, func, *args, timeout):
+        raise RuntimeError("the worker failed")
+
+    monkeypatch.setattr(timelimit.Worker, "call", broken)
+    assert grade(r"\boxed{3}", "5") == 0.0 and grade(r"\boxed{5}", "5") == 0.0  # the default: a failure scores 0
+    for response, gold, _ in CASES:  # so with a broken worker no table row can pass, the negative ones included
+        with pytest.raises(RuntimeError):
+            grade(response, gold, **STRICT)
+    with pytest.raises(RuntimeError):
+        answers_match("3", "5", strict=True)
 
 
 def test_table_is_large_and_balanced():
@@ -196,7 +249,7 @@ def test_answers_match_is_symmetric_on_table():
     for response, gold, expected in CASES:
         pred = extract_answer(response)
         if pred is not None and response.count(r"\boxed") == 1:
-            assert answers_match(gold, pred) == answers_match(pred, gold), (pred, gold)
+            assert answers_match(gold, pred, **STRICT) == answers_match(pred, gold, **STRICT), (pred, gold)
 
 
 @pytest.mark.parametrize(
@@ -263,30 +316,36 @@ def test_math_verify_missing_gives_clear_import_error(monkeypatch):
 
 def test_math_verify_backend():
     pytest.importorskip("math_verify")
-    assert grade(r"so \boxed{\dfrac{1}{2}}", "0.5", backend="math_verify") == 1.0
-    assert grade(r"so \boxed{\frac{1}{3}}", "0.5", backend="math_verify") == 0.0
-    assert grade(r"\boxed{(1,2)}", "(1,2)", backend="math_verify") == 1.0
+    assert grade(r"so \boxed{\dfrac{1}{2}}", "0.5", backend="math_verify", **STRICT) == 1.0
+    assert grade(r"so \boxed{\frac{1}{3}}", "0.5", backend="math_verify", **STRICT) == 0.0
+    assert grade(r"\boxed{(1,2)}", "(1,2)", backend="math_verify", **STRICT) == 1.0
 
 
 def test_time_limit_is_hard_and_the_worker_recovers():
-    # A false identity of degree 9999 takes about half a second of exact arithmetic: over a 0.05 s limit.
-    slow = (r"\boxed{(x+1)^{9999}-x^{9999}}", "9999x^{9998}")
-    start = time.monotonic()
+    # Three powers of degree ~10^4 with irrational coefficients take about a second of exact arithmetic in a fresh
+    # worker (this sum appears nowhere else, so no cache holds it): far over a 0.05 s limit.
+    terms = r"\sqrt2 (x+1)^{9973}+\sqrt3 (x+2)^{9967}+\sqrt5 (x+3)^{9949}"
+    slow = (rf"\boxed{{{terms}}}", terms + "+1")
+    worker = timelimit.worker("tasks.grader")
+    timeouts = worker.timeouts
     assert grade(*slow, timeout=0.05) == 0.0
-    assert time.monotonic() - start < 1.0
-    assert grade(r"\boxed{2\sqrt{2}}", r"\sqrt{8}") == 1.0  # a fresh worker took over
+    assert worker.timeouts == timeouts + 1  # the limit fired (the child was replaced): not a verdict
+    with pytest.raises(TimeoutError):
+        grade(*slow, timeout=0.05, strict=True)
+    assert worker.timeouts == timeouts + 2
+    assert grade(r"\boxed{2\sqrt{2}}", r"\sqrt{8}", **STRICT) == 1.0  # a fresh worker took over
 
 
 def test_worker_time_limit_holds_for_any_call():
-    from tasks import timelimit
-
     worker = timelimit.Worker("time")
     try:
-        start = time.monotonic()
-        with pytest.raises(TimeoutError):
+        assert worker.call("sleep", 0, timeout=30) is None
+        first = worker.proc.pid
+        with pytest.raises(TimeoutError):  # (without the limit the call would return None after 30 s)
             worker.call("sleep", 30, timeout=0.3)
-        assert time.monotonic() - start < 5.0
+        assert worker.timeouts == 1 and worker.proc is None  # the overrunning child was killed
         assert worker.call("sleep", 0, timeout=30) is None  # restarted
+        assert worker.proc.pid != first
         with pytest.raises(RuntimeError, match="TypeError"):
             worker.call("sleep", "x", timeout=30)  # an error inside is reported, the worker stays up
     finally:
@@ -310,29 +369,20 @@ def test_same_verdicts_and_bound_on_every_thread():
         ("x" * 17_000 + r"\boxed{3}", "3"),
     ]
     cases += [(_random_text(rng), _random_text(rng)) for _ in range(40)]
-    on_main = [grade(y, g) for y, g in cases]
-    results, worst = {}, [0.0]
-
-    def work():
-        for y, g in cases:
-            start = time.monotonic()
-            results.setdefault("thread", []).append(grade(y, g))
-            worst[0] = max(worst[0], time.monotonic() - start)
-
-    t = threading.Thread(target=work)
+    on_main = [grade(y, g, **STRICT) for y, g in cases]  # strict: two timeouts would agree on 0 vacuously
+    off_main = []
+    t = threading.Thread(target=lambda: off_main.extend(grade(y, g, **STRICT) for y, g in cases))
     t.start()
-    t.join(120)
-    assert results["thread"] == on_main
+    t.join()
+    assert off_main == on_main
     assert on_main[:5] == [1.0, 1.0, 0.0, 1.0, 1.0]
-    assert worst[0] < 3.0
 
 
 def test_huge_responses_are_bounded():
-    huge = r"\boxed{1}" * 500_000 + r"\boxed{7}"  # 5 MB: only the tail is read
-    start = time.monotonic()
-    assert grade(huge, "7") == 0.0  # the tail still boxes 1 as well: not committed
-    assert grade("x" * 5_000_000 + r"\boxed{7}", "7") == 1.0
-    assert time.monotonic() - start < 3.0
+    # 5 MB: only the tail is read, well within the 1 s limit of training (an overrun raises here)
+    huge = r"\boxed{1}" * 500_000 + r"\boxed{7}"
+    assert grade(huge, "7", timeout=1.0, strict=True) == 0.0  # the tail still boxes 1 as well: not committed
+    assert grade("x" * 5_000_000 + r"\boxed{7}", "7", timeout=1.0, strict=True) == 1.0
 
 
 FRAGMENTS = [
@@ -414,19 +464,17 @@ def _random_text(rng: random.Random) -> str:
     return "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(1, 30)))
 
 
-def test_fuzz_grade_never_raises_and_is_bounded():
+def test_fuzz_grade_never_fails_and_is_bounded():
+    # strict at training's 1 s limit: no failure inside the worker and no overrun on 2000 random strings
     rng = random.Random(1234)
-    worst, reflexive = 0.0, 0
+    reflexive = 0
     for _ in range(2000):
         response, gold = _random_text(rng), _random_text(rng)
         if rng.random() < 0.5:  # also exercise the boxed path with a matching gold
             response, gold = rf"so \boxed{{{gold}}}", gold
-        start = time.monotonic()
-        reward = grade(response, gold, timeout=1.0)
-        worst = max(worst, time.monotonic() - start)
+        reward = grade(response, gold, timeout=1.0, strict=True)
         assert reward in (0.0, 1.0) and isinstance(reward, float)
         reflexive += response == rf"so \boxed{{{gold}}}" and reward == 1.0
-    assert worst < 2.0, f"slowest grade() call took {worst:.2f}s"
     assert reflexive > 100  # the fuzz really reaches the matching code, not only failures
 
 
