@@ -59,8 +59,8 @@ class TensorBoard:
     def log(self, step, metrics):
         if self.writer is None:
             self._open(step)
-        for key, value in metrics.items():  # float64 tensors: the values of log.jsonl, not rounded to float32
-            self.writer.add_scalar(key, value, step, new_style=True, double_precision=True)
+        for key, value in metrics.items():  # float32, as TensorBoard's own data server reads no float64 scalar
+            self.writer.add_scalar(key, value, step)
         self.writer.flush()  # on disk before the next step: a killed run keeps every step it logged
 
     def table(self, columns, rows):
