@@ -41,7 +41,7 @@ import torch
 import rollout
 from family.power_sample import power_rollout
 from model import load_model, load_tokenizer, pick_device, resolve_model_path
-from plumbing import checkpoint, distributed, fast_rollout
+from plumbing import checkpoint, distributed, fast_rollout, tracking
 from rewards import TaskGrader
 from tasks.data import default_template, drop_long_prompts, load_or_exit
 
@@ -251,6 +251,16 @@ def report(results, out, logs):
         print(f"wrote {stem}_pass_at_k.png (pass@k vs k)")
 
 
+def track(results, args):
+    """--report-to: the table print_table prints (its rows, unrounded) and the options, in a folder named after --out."""
+    tracker = tracking.start(args.report_to, os.path.splitext(args.out)[0], os.path.splitext(args.out)[0], vars(args))
+    if tracker is not None:
+        names = list(results)
+        keys = dict.fromkeys(k for n in names for k, v in results[n].items() if isinstance(v, float))
+        tracker.table(["metric", *names], [[k, *(results[n].get(k) for n in names)] for k in keys])
+        tracker.close()
+
+
 def main():
     p = options.Parser(__doc__)
     p.add("--model", help="hub id or folder (default: the toy model of a toy dataset)")
@@ -285,7 +295,11 @@ def main():
         metavar="JSON",
         help="print (and with --out, plot) tables written by earlier --out runs, side by side",
     )
+    tracking.add_option(p)
     args = p.parse_args()
+    if args.report_to != "none" and not args.out:
+        p.error("--report-to needs --out: its files go in a folder named after the JSON (runs/eval.json: runs/eval/)")
+    tracking.require(args.report_to)
     args.max_new_tokens = args.max_new_tokens or options.task_defaults(args.dataset)["max_new_tokens"]
     dist = distributed.setup(pick_device())
     torch.manual_seed(args.seed)
@@ -296,6 +310,7 @@ def main():
             with open(path) as f:
                 results.update(json.load(f))
         report(results, args.out, {})
+        track(results, args)
         return
     runs = dict(item.split("=", 1) if "=" in item else (item, item) for item in args.compare or [])
     runs = runs or {"model": resolve_model_path(args.model, args.dataset)}
@@ -308,6 +323,7 @@ def main():
     if dist.is_main:
         logs = {name: os.path.join(path, "log.jsonl") for name, path in runs.items()}
         report(results, args.out, {name: log for name, log in logs.items() if os.path.exists(log)})
+        track(results, args)
     dist.close()
 
 

@@ -28,7 +28,7 @@ from tqdm import tqdm
 import rollout
 from loss import AGGREGATIONS, BASELINES
 from model import frozen_copy, load_model, load_tokenizer, micro_batches, pick_device, resolve_model_path, response_logprobs
-from plumbing import checkpoint, distributed, fast_rollout, options, sharding
+from plumbing import checkpoint, distributed, fast_rollout, options, sharding, tracking
 from plumbing.run_folder import RunFolder
 from rewards import NORMALIZATIONS, TaskGrader
 from tasks.data import default_template, drop_long_prompts, load_or_exit
@@ -86,6 +86,7 @@ def parser(description, out):
     p.add("--overwrite", action="store_true", help="replace the run in --out (its log and checkpoints are deleted)")
     p.add("--seed", type=options.NATURAL, default=0)
     p.add("--device", help="cpu, cuda, ... (default: cuda if available)")
+    tracking.add_option(p)
     return p
 
 
@@ -167,6 +168,7 @@ class Run:
         if args.resume:
             args = self.folder.resumed_config(args, parser.given())
         self.args = args = options.fill_task_defaults(args)
+        tracking.require(args.report_to)  # a missing package stops every rank before anything loads
         if args.prompts_per_step % dist.world:
             raise SystemExit(f"error: --prompts-per-step {args.prompts_per_step} must be divisible by the {dist.world} ranks")
         random.seed(args.seed)
@@ -214,6 +216,7 @@ class Run:
             self.folder.save_config(args)  # the values in effect, --resume's included
             if args.resume:
                 self.folder.keep_log_until(self.start_step)
+        self.tracker = tracking.start(args.report_to, args.out, args.out, vars(args)) if dist.is_main else None
 
     def _on_signal(self, signum, frame):
         """The first Ctrl-C / SIGTERM: finish the step, save, exit. The second: exit now (the last checkpoint stays)."""
@@ -300,6 +303,8 @@ class Run:
         """One row of log.jsonl, `step` = the updates done so far (0: the base model)."""
         if self.dist.is_main:
             self.folder.log({"step": step, **metrics})
+            if self.tracker is not None:  # --report-to: the same row, live
+                self.tracker.log(step, metrics)
             show = ("reward", "accuracy", "length", "logp_ref", "eval_accuracy")
             if self.bar is not None:
                 self.bar.set_postfix({k: f"{metrics[k]:.3g}" for k in show if k in metrics})
@@ -344,4 +349,6 @@ class Run:
         weights = sharding.full_weights_state(self.policy)
         if self.dist.is_main:
             checkpoint.write_folder(os.path.join(self.args.out, "final"), self.policy, self.tokenizer, weights=weights)
+        if self.tracker is not None:
+            self.tracker.close()
         self.dist.close()

@@ -17,7 +17,7 @@ import os
 import shutil
 
 # Options that may differ on --resume: they change when and where, not what, the run computes.
-MAY_CHANGE_ON_RESUME = ("steps", "keep", "save_every", "eval_every", "device", "out", "resume", "overwrite")
+MAY_CHANGE_ON_RESUME = ("steps", "keep", "save_every", "eval_every", "device", "out", "resume", "overwrite", "report_to")
 RUN_FILES = ("config.json", "log.jsonl", "final")
 
 
