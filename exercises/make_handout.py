@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from course import EXERCISES  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SKIP = {".git", "runs", "__pycache__", ".pytest_cache", ".ruff_cache"}  # not the course's: history, results, caches
+KEY = "instructor-key.md"  # the expected answers and the rubric: the instructor's, never in the student copy
+SKIP = {".git", "runs", "__pycache__", ".pytest_cache", ".ruff_cache", KEY}  # history, results, caches, the key
 
 
 def blank(source, function, message):
@@ -45,17 +46,24 @@ def make_handout(out, numbers=None):
     if os.path.exists(out):
         raise SystemExit(f"error: {out} exists: choose a new folder (nothing was written)")
     shutil.copytree(ROOT, out, ignore=lambda folder, names: [n for n in names if n in SKIP or n.startswith(".venv")])
-    for exercise in EXERCISES:
-        if numbers and exercise.number not in numbers:
-            continue
-        message = f"exercise {exercise.number}: see exercises/{exercise.handout}"
-        for file, function in exercise.functions:
-            path = os.path.join(out, file)
-            with open(path) as f:
-                source = f.read()
-            with open(path, "w") as f:
-                f.write(blank(source, function, message))
+    set_blanks(out, numbers or [e.number for e in EXERCISES])
     return out
+
+
+def set_blanks(out, numbers):
+    """Rewrite, in the copy `out`, every file that holds an exercise's function: from the repo's own source, with
+    exactly the functions of the exercises `numbers` blanked (the others as the repo has them)."""
+    files = {file for e in EXERCISES for file, _ in e.functions}
+    for file in sorted(files):
+        with open(os.path.join(ROOT, file)) as f:
+            source = f.read()
+        for exercise in EXERCISES:
+            if exercise.number in numbers:
+                message = f"exercise {exercise.number}: see exercises/{exercise.handout}"
+                for function in [fn for fl, fn in exercise.functions if fl == file]:
+                    source = blank(source, function, message)
+        with open(os.path.join(out, file), "w") as f:
+            f.write(source)
 
 
 def main():

@@ -123,15 +123,18 @@ def policy_gradient_step(run, roll, A, logp, ref_logp):
 # the course: `pytest -m exercise_N` selects the tests that grade exercise N (exercises/course.py)
 
 sys.path.insert(0, os.path.join(ROOT, "exercises"))  # course.py, make_handout.py
-from course import EXERCISES, graded_by  # noqa: E402
+from course import EXERCISES, graded_by, together  # noqa: E402
 
 
 def pytest_configure(config):
     for exercise in EXERCISES:
         config.addinivalue_line("markers", f"exercise_{exercise.number}: the tests that grade exercises/{exercise.handout}")
+    config.addinivalue_line("markers", "together: the tests that need several exercises done (exercises/course.py TOGETHER)")
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         for number in graded_by(item.nodeid):
             item.add_marker(f"exercise_{number}")
+        if together(item.nodeid):
+            item.add_marker("together")

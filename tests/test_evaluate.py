@@ -22,7 +22,11 @@ def test_pass_at_k_equals_enumeration_of_subsets(n, c):
     for k in range(1, n + 1):
         subsets = list(itertools.combinations(range(n), k))
         brute = np.mean([any(correct[i] for i in s) for s in subsets])
-        assert pass_at_k(n, c, k) == pytest.approx(brute)
+        got = pass_at_k(n, c, k)
+        assert got == pytest.approx(brute), (
+            f"pass@{k} with n = {n}, c = {c} is {got}, but {brute:.6f} of the k-subsets hold a right sample: "
+            "1 - C(n-c, k)/C(n, k), and 1.0 when n - c < k"
+        )
 
 
 @pytest.mark.parametrize("p", [0.003, 0.05, 0.5])
@@ -33,7 +37,10 @@ def test_pass_at_k_curve_is_unbiased_up_to_n_256(p):
     weight = [math.comb(n, c) * p**c * (1 - p) ** (n - c) for c in range(n + 1)]
     for k in [2**i for i in range(9)]:
         mean = sum(w * pass_at_k(n, c, k) for c, w in enumerate(weight))
-        assert mean == pytest.approx(1 - (1 - p) ** k, abs=1e-9)
+        assert mean == pytest.approx(1 - (1 - p) ** k, abs=1e-9), (
+            f"n = 256, k = {k}: the estimator's mean over c ~ Binomial(n, {p}) is {mean:.9f}, not the true pass@k "
+            f"{1 - (1 - p) ** k:.9f}: biased (with replacement?) or inexact at large n (C(n, k) overflows: use the product)"
+        )
     bootstrap = sum(w * (1 - (1 - c / n) ** 64) for c, w in enumerate(weight))
     assert bootstrap < 1 - (1 - p) ** 64 - 1e-3 if p < 0.5 else True
 

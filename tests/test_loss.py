@@ -13,21 +13,45 @@ def test_leave_one_out_advantages_by_hand():
     expected1 = [1 - 1 / 3, 0 - 2 / 3, 0 - 2 / 3, 1 - 1 / 3]
     # group 2: baselines 9/3, 9/3, 9/3, 6/3
     expected2 = [2 - 3, 2 - 3, 2 - 3, 5 - 2]
-    torch.testing.assert_close(A, torch.tensor(expected1 + expected2))
+    torch.testing.assert_close(
+        A,
+        torch.tensor(expected1 + expected2),
+        msg=lambda m: (
+            "leave-one-out advantages are not R_i - (mean of the OTHER G-1 rewards): does your baseline include R_i "
+            f"or divide by G? is it R_i minus the baseline? got {A.tolist()}\n{m}"
+        ),
+    )
 
 
 def test_leave_one_out_is_a_rescaled_mean_baseline():
     R = torch.randn(24)
     G = 6
-    torch.testing.assert_close(group_advantages(R, G), G / (G - 1) * group_advantages(R, G, baseline="mean"))
+    torch.testing.assert_close(
+        group_advantages(R, G),
+        G / (G - 1) * group_advantages(R, G, baseline="mean"),
+        msg=lambda m: (
+            "leave-one-out must be G/(G-1) times the group-mean advantages: is one baseline wrong (leave-one-out: "
+            f"mean of the others; 'mean': mean of all G), or are the groups not consecutive rows (view(-1, G))?\n{m}"
+        ),
+    )
 
 
 def test_grpo_std_normalisation_and_zero_variance_groups():
     R = torch.tensor([3.0, 3.0, 3.0, 0.0, 1.0, 0.0])
     A = group_advantages(R, 3, baseline="mean", std_normalize=True)
-    assert torch.equal(A[:3], torch.zeros(3))  # a group whose rewards are all equal teaches nothing
-    std = torch.tensor([0.0, 1.0, 0.0]).std()
-    torch.testing.assert_close(A[3:], (torch.tensor([0.0, 1.0, 0.0]) - 1 / 3) / (std + 1e-6))
+    assert torch.equal(A[:3], torch.zeros(3)), (
+        f"a group whose rewards are all equal must get A = 0 exactly (it teaches nothing), got {A[:3].tolist()}: "
+        "add eps to the std, do not divide by zero"
+    )
+    std = ((2 * (0 - 1 / 3) ** 2 + (1 - 1 / 3) ** 2) / (3 - 1)) ** 0.5  # the sample std: divided by G - 1, as torch.std
+    torch.testing.assert_close(
+        A[3:],
+        (torch.tensor([0.0, 1.0, 0.0]) - 1 / 3) / (std + 1e-6),
+        msg=lambda m: (
+            "GRPO's advantage is (R_i - mean) / (std + eps) with the sample std (divided by G - 1, torch's "
+            f"default) and eps added to the std: got {A[3:].tolist()}\n{m}"
+        ),
+    )
     with pytest.raises(ValueError, match="baseline"):
         group_advantages(R, 3, baseline="median")
 
@@ -47,8 +71,12 @@ PER_TOKEN = torch.tensor([[1.0, 3.0, 9.0, 9.0], [2.0, 2.0, 2.0, 6.0]])
 )
 def test_aggregations_by_hand(aggregation, expected):
     w = token_weights(MASK, aggregation, total_tokens=6, total_sequences=2, max_len=8)
-    assert (w[~MASK] == 0).all()
-    assert (w * PER_TOKEN).sum().item() == pytest.approx(expected)
+    assert (w[~MASK] == 0).all(), f"{aggregation}: weights outside the response mask must be 0 (padding is not a token)"
+    got = (w * PER_TOKEN).sum().item()
+    assert got == pytest.approx(expected), (
+        f"{aggregation}: the sum of w * loss is {got:.4f}, expected {expected:.4f}: check the denominator against the "
+        "handout, and use the totals passed in, not ones counted from this mask"
+    )
 
 
 def test_weights_of_micro_batches_add_up_to_the_whole():
@@ -56,17 +84,30 @@ def test_weights_of_micro_batches_add_up_to_the_whole():
     for agg in ("token", "sequence", "constant"):
         whole = (token_weights(MASK, agg, 6, 2, 8) * PER_TOKEN).sum()
         parts = sum((token_weights(MASK[i : i + 1], agg, 6, 2, 8) * PER_TOKEN[i : i + 1]).sum() for i in range(2))
-        torch.testing.assert_close(whole, parts)
+        torch.testing.assert_close(
+            whole,
+            parts,
+            msg=lambda m: (
+                f"{agg}: two one-row micro-batches do not add up to the whole batch: use the global totals passed "
+                f"in (total_tokens, total_sequences, max_len), not totals counted from the micro-batch's mask\n{m}"
+            ),
+        )
 
 
 def test_on_policy_gradient_is_minus_advantage_times_weight():
     logp = torch.tensor([[-1.0, -2.0, 0.0, 0.0], [-0.5, -0.5, -0.5, -0.5]], requires_grad=True)
     A = torch.tensor([2.0, -1.0])
-    w = token_weights(MASK, "token", 6, 2, 4)
+    w = MASK / 6.0  # "token" aggregation, written out: 1 / (6 tokens in the batch) inside the mask
     loss = policy_loss(logp, A, w)
     loss.backward()
-    torch.testing.assert_close(logp.grad, -A[:, None] * w)
-    assert loss.item() == pytest.approx(-(2 * (-3.0) + (-1) * (-2.0)) / 6)
+    torch.testing.assert_close(
+        logp.grad,
+        -A[:, None] * w,
+        msg=lambda m: f"d loss / d log pi must be -A * w: REINFORCE minimises -A log pi (check the sign and the weights)\n{m}",
+    )
+    assert loss.item() == pytest.approx(-(2 * (-3.0) + (-1) * (-2.0)) / 6), (
+        f"the loss is the scalar sum_t w_t * (-A log pi_t); got {loss.item():.4f}, expected {4 / 6:.4f}"
+    )
 
 
 def test_clipped_loss_equals_on_policy_at_ratio_one_and_clips_outside():
@@ -76,25 +117,42 @@ def test_clipped_loss_equals_on_policy_at_ratio_one_and_clips_outside():
     # -A * logp and -A * ratio differ in value but, at ratio 1, not in gradient
     g_on = torch.autograd.grad(on, logp)[0]
     g_clip = torch.autograd.grad(policy_loss(logp, torch.tensor([1.0]), w, logp.detach(), 0.2), logp)[0]
-    torch.testing.assert_close(g_on, g_clip)
+    torch.testing.assert_close(
+        g_on,
+        g_clip,
+        msg=lambda m: f"at ratio 1 the clipped loss must have the on-policy gradient: is rho = exp(logp - old_logp)?\n{m}",
+    )
     # ratio 1.5 with A > 0 is past 1 + eps: no gradient; with A < 0 the unclipped term is kept.
     old = logp.detach() - torch.log(torch.tensor(1.5))
     g_pos = torch.autograd.grad(policy_loss(logp, torch.tensor([1.0]), w, old, 0.2), logp)[0]
     g_neg = torch.autograd.grad(policy_loss(logp, torch.tensor([-1.0]), w, old, 0.2), logp)[0]
-    assert torch.equal(g_pos, torch.zeros_like(g_pos))
-    torch.testing.assert_close(g_neg, 1.5 * 0.5 * torch.ones_like(g_neg))
+    assert torch.equal(g_pos, torch.zeros_like(g_pos)), (
+        f"ratio 1.5 > 1 + eps with A > 0 must get no gradient (the clipped, constant term is the min), got {g_pos.tolist()}"
+    )
+    torch.testing.assert_close(
+        g_neg,
+        1.5 * 0.5 * torch.ones_like(g_neg),
+        msg=lambda m: (
+            "ratio 1.5 with A < 0: the unclipped term rho * A is the min and keeps its gradient -A * rho * w: "
+            f"is the loss -min(rho A, clip(rho) A) (not a max, not a clip of A)?\n{m}"
+        ),
+    )
 
 
 def test_k3_kl_is_nonnegative_and_zero_at_equal_policies():
     logp = torch.randn(1000) - 2
     ref = torch.randn(1000) - 2
-    assert (k3_kl(logp, ref) >= 0).all()
-    assert torch.equal(k3_kl(logp, logp), torch.zeros(1000))
+    assert (k3_kl(logp, ref) >= 0).all(), "k3 = exp(q) - q - 1 is >= 0 for every q: a negative value means another formula"
+    assert torch.equal(k3_kl(logp, logp), torch.zeros(1000)), "k3 must be exactly 0 where pi = pi_ref (q = 0)"
     # Its expectation under pi is the true KL: check on a small categorical distribution.
     pi = torch.tensor([0.5, 0.3, 0.2])
     q = torch.tensor([0.2, 0.2, 0.6])
     exact = (pi * (pi.log() - q.log())).sum()
-    torch.testing.assert_close((pi * k3_kl(pi.log(), q.log())).sum(), exact)
+    torch.testing.assert_close(
+        (pi * k3_kl(pi.log(), q.log())).sum(),
+        exact,
+        msg=lambda m: f"E_pi[k3] must be KL(pi || pi_ref): is q = log pi_ref - log pi (not the reverse)?\n{m}",
+    )
 
 
 def test_kl_penalty_enters_the_loss():
@@ -103,4 +161,8 @@ def test_kl_penalty_enters_the_loss():
     w = torch.full((1, 2), 0.5)
     base = policy_loss(logp, torch.tensor([0.0]), w)
     with_kl = policy_loss(logp, torch.tensor([0.0]), w, ref_logp=ref, kl_coef=0.1)
-    assert with_kl.item() == pytest.approx(base.item() + 0.1 * 0.5 * k3_kl(logp, ref).sum().item())
+    q = ref - logp  # the penalty written out: kl_coef * sum_t w_t * (exp(q_t) - q_t - 1)
+    penalty = 0.1 * 0.5 * (q.exp() - q - 1).sum().item()
+    assert with_kl.item() == pytest.approx(base.item() + penalty), (
+        f"with kl_coef the loss must gain kl_coef * sum_t w_t * k3_t = {penalty:.5f}; it gained {with_kl.item() - base.item():.5f}"
+    )

@@ -21,12 +21,15 @@ def test_acceptance_ratio_by_hand():
     got = acceptance(
         2.0, torch.tensor(-1.0), torch.tensor(-3.0), torch.tensor(-0.5), torch.tensor(-2.0), torch.tensor(4), torch.tensor(2)
     )
-    assert got.item() == pytest.approx(4.0 - 1.5 + math.log(2.0))
+    assert got.item() == pytest.approx(4.0 - 1.5 + math.log(2.0)), (
+        f"log A = {got.item():.4f}, expected {4.0 - 1.5 + math.log(2.0):.4f}: alpha multiplies only the log p difference, "
+        "log q enters as old - new, and the length term is log|y| - log|y'| (current minus proposed)"
+    )
     # alpha = 1 and q = p: only the length term is left, and equal lengths always accept (log A = 0)
     same = acceptance(
         1.0, torch.tensor(-4.0), torch.tensor(-2.0), torch.tensor(-4.0), torch.tensor(-2.0), torch.tensor(3), torch.tensor(3)
     )
-    assert same.item() == 0.0
+    assert same.item() == 0.0, f"alpha = 1, q = p and equal lengths must accept always (log A = 0), got {same.item()}"
 
 
 def test_splice_keeps_the_prefix_and_writes_the_new_suffix():

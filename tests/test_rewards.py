@@ -77,7 +77,17 @@ def test_the_trainers_reward_lines_equal_the_authors_transform(script, mode, alp
             )  # fmt: skip
             for i in range(len(r))
         ]
-        torch.testing.assert_close(R, torch.tensor(expected), rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            R,
+            torch.tensor(expected),
+            rtol=0,
+            atol=1e-5,
+            msg=lambda m: (
+                f"{mode} under {normalization} (alpha {alpha}, b {b}) differs from the authors' transform: "
+                "only the extra power (alpha - 1) multiplies norm_ref; ref_sum - policy_sum is never normalised; in tilted, "
+                f"the whole bracket is divided by b, r is not\n{m}"
+            ),
+        )
 
 
 # One response by hand: log pi_ref(y) = -6 over L = 3 tokens, log pi_theta(y) = -4, r = 1; alpha = 4, b = 10.
@@ -99,7 +109,10 @@ BY_HAND = [
 @pytest.mark.parametrize("mode,normalization,expected", BY_HAND, ids=[f"{m}-{n}" for m, n, _ in BY_HAND])
 def test_rewards_by_hand(mode, normalization, expected):
     R = sequence_reward(mode, HAND["r"], HAND["ref_sum"], HAND["policy_sum"], HAND["lengths"], 4.0, 10.0, normalization)
-    assert R.item() == pytest.approx(expected, abs=1e-5)
+    assert R.item() == pytest.approx(expected, abs=1e-5), (
+        f"{mode} under {normalization}: R = {R.item():.4f}, by hand {expected:.4f} (log pi_ref = -6 over 3 tokens, "
+        "log pi_theta = -4, r = 1, alpha = 4, b = 10)"
+    )
 
 
 def test_task_reward_ignores_everything_but_correctness():

@@ -25,7 +25,11 @@ common = dict(roll=roll, entropy=entropy, logp=logp, ref_logp=torch.zeros(2, 3),
 
 def test_entropy_minimisation_token_form_is_minus_the_mean_entropy():
     R = trainer_reward("train_sharpen.py", "entropy", **common)
-    torch.testing.assert_close(R, torch.tensor([-(0.5 + 0.3) / 2, -(0.2 + 0.2 + 0.2) / 3]))
+    torch.testing.assert_close(
+        R,
+        torch.tensor([-(0.5 + 0.3) / 2, -(0.2 + 0.2 + 0.2) / 3]),
+        msg=lambda m: f"R = -(1/T) sum_t H_t, divided by each response's own length T, with a minus sign; got {R.tolist()}\n{m}",
+    )
 
 
 def test_entropy_minimisation_sequence_form_is_the_mean_token_logprob():
@@ -51,14 +55,20 @@ def test_self_certainty_of_logits_by_hand():
 def test_majority_vote_by_hand():
     answers = ["3", "5", "3", None] + ["1", "2", "2", "1"] + [None] * 4 + ["7", None, None, None]
     expected = [1, 0, 1, 0] + [1, 0, 0, 1] + [0, 0, 0, 0] + [1, 0, 0, 0]  # ties: the answer given first
-    assert majority_vote(answers, 4).tolist() == expected
+    got = majority_vote(answers, 4).tolist()
+    assert got == expected, (
+        f"votes {got}, expected {expected} (groups of 4): None casts no vote and gets 0, a tie goes to the answer given "
+        "first, and a group with no answers gives 0 to all"
+    )
 
 
 def test_majority_vote_in_the_trainer_never_reads_the_gold():
     inputs = dict(common, answers=["4", "4", "9", None], G=4, roll=SimpleNamespace(lengths=torch.ones(4)))
     right = trainer_reward("train_sharpen.py", "majority", **dict(inputs, r=torch.tensor([1.0, 1.0, 0.0, 0.0])))
     wrong = trainer_reward("train_sharpen.py", "majority", **dict(inputs, r=torch.tensor([0.0, 0.0, 1.0, 0.0])))
-    assert right.tolist() == wrong.tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert right.tolist() == wrong.tolist() == [1.0, 1.0, 0.0, 0.0], (
+        f"the vote must depend on the answers only, never on r (the gold): got {right.tolist()} and {wrong.tolist()}"
+    )
 
 
 @pytest.mark.parametrize("dataset", ["toy", "math500"])

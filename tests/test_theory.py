@@ -15,16 +15,24 @@ def test_listing_sampler_and_log_probs_agree():
     random_table = torch.randn(T.N_PREFIXES, T.V) * 2  # any table, not only the reference
     for fixed, count in ((False, 1 + 3 + 9 + 27 + 81 + 243), (True, T.V**T.L)):
         tokens, mask = T.all_responses(fixed)
-        assert len(tokens) == count and len(set(T.code(tokens).tolist())) == count
+        assert len(tokens) == count and len(set(T.code(tokens).tolist())) == count, (
+            f"fixed_length={fixed}: {len(tokens)} rows, {len(set(T.code(tokens).tolist()))} distinct, expected {count} "
+            "responses each spelt once (EOS stops: pad with EOS after the first EOS, and keep only that spelling)"
+        )
         for logits in (REF, random_table):
             p = T.token_logp(logits, tokens, mask).sum(-1).exp()
-            assert p.sum().item() == pytest.approx(1.0, abs=1e-5)
+            assert p.sum().item() == pytest.approx(1.0, abs=1e-5), (
+                f"the listed responses' probabilities sum to {p.sum().item():.5f}, not 1: is the mask up to and including "
+                "the first EOS (all ones when fixed_length)?"
+            )
             # samples from the token-by-token sampler land on the listed responses at these frequencies
             n = 200_000
             s_tokens, s_mask = T.sample(logits, n, fixed)
             index = {c: i for i, c in enumerate(T.code(tokens).tolist())}
             hits = torch.tensor([index[c] for c in T.code(s_tokens).tolist()])
-            assert torch.equal(s_mask, mask[hits])
+            assert torch.equal(s_mask, mask[hits]), (
+                "a sampled response's mask differs from your listing's: EOS is inside the mask"
+            )
             empirical = torch.bincount(hits, minlength=count).float() / n
             assert ((empirical - p).abs() <= 5 * (p * (1 - p) / n).sqrt() + 3 / n).all()  # within 5 sigma
 
