@@ -100,7 +100,7 @@ EXERCISES = (
     Exercise(
         9,
         "9-power-sampling.md",
-        (("power_sample.py", "acceptance"),),
+        (("family/power_sample.py", "acceptance"),),
         (
             "tests/test_power_sample.py::test_acceptance_ratio_by_hand",
             "tests/test_power_sample.py::test_language_model_proposal_and_power_rollout",

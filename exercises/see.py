@@ -137,8 +137,8 @@ def see_8():
 
 def see_9():
     import theory as T
-    import theory_family as F
-    from power_sample import power_sample
+    from family import theory_family as F
+    from family.power_sample import power_sample
 
     ref, alpha, chains = T.reference(), 4.0, 4000
     print(f"E[len] on theory.py's language (at most {T.L} tokens), alpha = {alpha}, {chains} samples each")
