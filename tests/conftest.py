@@ -69,30 +69,63 @@ def trainer_reward(script, mode, args=None, **inputs):
     return scope["R"]
 
 
-def policy_gradient_step(run, roll, A, logp, ref_logp):
-    """Step 5 of train_task.py / train_sharpen.py, line for line, on a trainer.Run: (loss, grad norm or None)."""
-    from loss import policy_loss
-    from model import micro_batches, response_logprobs
+def _statements(script):
+    return ast.parse(open(os.path.join(ROOT, script)).read()).body
 
-    args = run.args
-    clip_eps = args.clip_eps if args.updates_per_batch > 1 else None
-    weights = run.token_weights(roll)
-    run.policy.train()
-    for _ in range(args.updates_per_batch):
-        run.opt.zero_grad(set_to_none=True)
-        loss_sum = 0.0
-        for rows, sequences, attention_mask, response_mask in micro_batches(roll, args.micro_batch):
-            new_logp, _ = response_logprobs(run.policy, sequences, attention_mask, response_mask)
-            cut = (rows, slice(0, response_mask.shape[1]))  # these rows, up to their own longest response
-            loss = policy_loss(new_logp, A[rows], weights[cut], logp[cut], clip_eps, ref_logp[cut], args.kl_coef)
-            loss.backward()
-            loss_sum += loss.item()
-        grad_norm = run.sync_gradients()
-        if grad_norm is None:
-            break
-        run.opt.step()
-        run.check_parameters()
-    return loss_sum, grad_norm
+
+def loop_lines(script, first, last):
+    """A trainer's own statements, compiled from its RL loop: from the one whose source starts with `first` to the
+    one that starts with `last`, both included. Tests run these, not a copy."""
+    body = next(node for node in _statements(script) if isinstance(node, ast.For)).body
+    sources = [ast.unparse(node) for node in body]
+    i = next(k for k, s in enumerate(sources) if s.startswith(first))
+    j = next(k for k, s in enumerate(sources) if s.startswith(last))
+    return compile(ast.Module(body=body[i : j + 1], type_ignores=[]), script, "exec")
+
+
+def trainer_setup(script, *argv):
+    """A trainer's own setup lines on the command line `argv`: its imports, its options, trainer.Run and the names
+    its loop reads (args, policy, ref, opt, sched, G, clip_eps); the step-0 evaluation is left out. Returns them."""
+    statements = _statements(script)
+    loop = next(k for k, node in enumerate(statements) if isinstance(node, ast.For))
+    body = [node for node in statements[:loop] if not isinstance(node, ast.If)]
+    scope = {"__doc__": script}
+    saved, sys.argv = sys.argv, [script, *argv]
+    try:
+        exec(compile(ast.Module(body=body, type_ignores=[]), script, "exec"), scope)
+    finally:
+        sys.argv = saved
+    return scope
+
+
+def trainer_scope(script, run):
+    """The same names around a trainer.Run that a test built itself: the script's imports, and its assignments
+    between `run = trainer.Run(...)` and the loop."""
+    statements = _statements(script)
+    at = next(k for k, node in enumerate(statements) if ast.unparse(node).startswith("run = trainer.Run("))
+    loop = next(k for k, node in enumerate(statements) if isinstance(node, ast.For))
+    body = [node for node in statements if isinstance(node, (ast.Import, ast.ImportFrom))]
+    body += [node for node in statements[at + 1 : loop] if isinstance(node, ast.Assign)]
+    scope = {"run": run}
+    exec(compile(ast.Module(body=body, type_ignores=[]), script, "exec"), scope)
+    return scope
+
+
+def run_loop(script, scope, first="t0 =", last="run.stop_if_signalled", **names):
+    """Run a trainer's loop statements `first`..`last` (default: one whole step) in `scope` (trainer_setup's or
+    trainer_scope's) with `names` (step, or the values of the statements skipped); returns every name they set
+    (roll, r, R, A, loss_sum, grad_norm, metrics, ...)."""
+    scope = scope | names
+    exec(loop_lines(script, first, last), scope)
+    return scope
+
+
+def trainer_update(run, roll, A, logp, ref_logp, script="train_task.py"):
+    """The trainers' step 5, their own lines (token weights, micro-batched loss and backward, gradient sync and
+    clipping, AdamW) on a trainer.Run and a given batch: (loss, grad norm or None when the step was skipped)."""
+    names = dict(roll=roll, A=A, logp=logp, ref_logp=ref_logp)
+    scope = run_loop(script, trainer_scope(script, run), "weights =", "for _ in range", **names)
+    return scope["loss_sum"], scope["grad_norm"]
 
 
 # -----------------------------------------------------------------------------

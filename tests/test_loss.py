@@ -1,5 +1,7 @@
 """The shared policy-gradient loss, checked on batches small enough to compute by hand."""
 
+import math
+
 import pytest
 import torch
 
@@ -26,8 +28,9 @@ def test_grpo_std_normalisation_and_zero_variance_groups():
     R = torch.tensor([3.0, 3.0, 3.0, 0.0, 1.0, 0.0])
     A = group_advantages(R, 3, baseline="mean", std_normalize=True)
     assert torch.equal(A[:3], torch.zeros(3))  # a group whose rewards are all equal teaches nothing
-    std = torch.tensor([0.0, 1.0, 0.0]).std()
-    torch.testing.assert_close(A[3:], (torch.tensor([0.0, 1.0, 0.0]) - 1 / 3) / (std + 1e-6))
+    # [0, 1, 0]: mean 1/3, sample std sqrt(((1/3)^2 + (2/3)^2 + (1/3)^2) / (3 - 1)) = sqrt(1/3)
+    std = math.sqrt(1 / 3)
+    torch.testing.assert_close(A[3:], torch.tensor([-1 / 3, 2 / 3, -1 / 3]) / (std + 1e-6))
     with pytest.raises(ValueError, match="baseline"):
         group_advantages(R, 3, baseline="median")
 
@@ -62,10 +65,10 @@ def test_weights_of_micro_batches_add_up_to_the_whole():
 def test_on_policy_gradient_is_minus_advantage_times_weight():
     logp = torch.tensor([[-1.0, -2.0, 0.0, 0.0], [-0.5, -0.5, -0.5, -0.5]], requires_grad=True)
     A = torch.tensor([2.0, -1.0])
-    w = token_weights(MASK, "token", 6, 2, 4)
-    loss = policy_loss(logp, A, w)
+    loss = policy_loss(logp, A, token_weights(MASK, "token", 6, 2, 4))
     loss.backward()
-    torch.testing.assert_close(logp.grad, -A[:, None] * w)
+    # d/dl_it of -(1/6) sum A_i l_it: -A_i / 6 on the 6 response tokens, 0 on the padding
+    torch.testing.assert_close(logp.grad, torch.tensor([[-2 / 6, -2 / 6, 0, 0], [1 / 6, 1 / 6, 1 / 6, 1 / 6]]))
     assert loss.item() == pytest.approx(-(2 * (-3.0) + (-1) * (-2.0)) / 6)
 
 
@@ -103,4 +106,5 @@ def test_kl_penalty_enters_the_loss():
     w = torch.full((1, 2), 0.5)
     base = policy_loss(logp, torch.tensor([0.0]), w)
     with_kl = policy_loss(logp, torch.tensor([0.0]), w, ref_logp=ref, kl_coef=0.1)
-    assert with_kl.item() == pytest.approx(base.item() + 0.1 * 0.5 * k3_kl(logp, ref).sum().item())
+    # q = log pi_ref - log pi = (-0.5, 0): k3 = (e^-0.5 + 0.5 - 1, 0), weighted 0.5 each, times the coefficient 0.1
+    assert base.item() == 0 and with_kl.item() == pytest.approx(0.1 * 0.5 * (math.exp(-0.5) + 0.5 - 1))
