@@ -9,6 +9,7 @@ import copy
 import math
 import os
 import statistics
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -92,6 +93,7 @@ def expected_step(policy, ref, roll, R, args):
                 clipped += int(((rho - 1).abs() > 0.2).sum())
             if args.kl_coef:  # k3: exp(q) - q - 1, q = log pi_ref - log pi
                 q = ref_lp[i] - new[i]
+                assert q.abs().max() < 20, "past the clamp of loss.k3_kl: the two would differ"
                 per_token = per_token + args.kl_coef * (torch.exp(q) - q - 1)
             loss = loss + weight[i] * per_token.sum()
         loss.backward()
@@ -114,7 +116,7 @@ CASES = {
     "paper": ("train_task.py", ["--micro-batch", "3"]),
     "grpo": ("train_task.py", ["--baseline", "mean", "--std-normalize", "--aggregation", "sequence"]),
     # a batch reused twice with ratio clipping and the KL penalty; a large lr so that the second pass clips
-    "ppo+kl": ("train_task.py", ["--updates-per-batch", "2", "--kl-coef", "0.5", "--aggregation", "constant", "--lr", "0.3"]),
+    "ppo+kl": ("train_task.py", ["--updates-per-batch", "2", "--kl-coef", "0.5", "--aggregation", "constant", "--lr", "0.1"]),
     "sharpen": ("train_sharpen.py", ["--mode", "sharpen", "--alpha", "2"]),
 }
 
@@ -258,6 +260,20 @@ def test_policy_logprobs_reuse_the_rollout_only_when_not_asked_for_a_fresh_pass(
     assert fresh_logp is not roll.logprobs
     torch.testing.assert_close(fresh_logp, roll.logprobs, atol=1e-5, rtol=0)
     torch.testing.assert_close(fresh_entropy, roll.entropy, atol=1e-5, rtol=0)
+
+
+def test_token_weights_count_the_tokens_of_every_rank(run):
+    """Run.token_weights divides by totals over all ranks: with a stand-in for a second rank that holds a batch like
+    this one, every token weighs 1 / (2 x this batch's tokens)."""
+    roll, _, _ = run.sample(run.prompts(0), 0)
+    one_rank, run.dist = run.dist, SimpleNamespace(sum=lambda x: 2 * torch.as_tensor(x))
+    try:
+        weights = run.token_weights(roll)
+    finally:
+        run.dist = one_rank
+    tokens = sum(roll.lengths.tolist())
+    assert weights[roll.response_mask].tolist() == pytest.approx([1 / (2 * tokens)] * tokens)
+    assert weights[~roll.response_mask].abs().sum() == 0
 
 
 def test_top_k_sampling_always_gets_a_fresh_pass(tmp_path):
