@@ -43,7 +43,7 @@ import torch
 
 sys.path[:0] = [os.path.join(os.path.dirname(os.path.abspath(__file__)), d) for d in ("..", "../tests")]
 import trainer  # noqa: E402
-from conftest import policy_gradient_step, sample_step  # noqa: E402  (tests/conftest.py: the trainers' steps 1 and 5)
+from conftest import sample_step, trainer_update  # noqa: E402  (tests/conftest.py: the trainers' own step-1 and step-5 lines)
 from loss import group_advantages  # noqa: E402
 from model import TOY_MODELS, load_model, load_tokenizer  # noqa: E402
 from tasks import toytask  # noqa: E402
@@ -94,7 +94,7 @@ def our_step(run, step):
     score = lap()
     R = r
     A = group_advantages(R, run.args.group_size, run.args.baseline, run.args.std_normalize)
-    loss, grad_norm = policy_gradient_step(run, roll, A, logp, ref_logp)
+    loss, grad_norm = trainer_update(run, roll, A, logp, ref_logp)
     run.metrics(roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0)
     update = lap()
     return {"sample": sample, "score": score, "update": update, "total": clock[-1] - clock[0]}

@@ -36,6 +36,7 @@ EXERCISES = (
         (
             "tests/test_loss.py::test_aggregations_by_hand",
             "tests/test_loss.py::test_weights_of_micro_batches_add_up_to_the_whole",
+            "tests/test_update.py::test_token_weights_count_the_tokens_of_every_rank",
         ),
         45,
     ),
@@ -113,6 +114,8 @@ EXERCISES = (
 # check them together (the sampled training reaches each reward's optimum only if advantages, weights, loss and
 # reward are all right). Not part of any one exercise's grade, so that each exercise can be passed alone.
 TOGETHER = {
+    "tests/test_update.py::test_one_step_of_the_trainer_is_the_update_written_out": (1, 2, 3, 7),
+    "tests/test_update.py::test_pi_ref_stays_frozen_and_kl_follows_the_policy": (1, 2, 7),
     "tests/test_update.py::test_nan_steps_are_skipped_then_stop_the_run": (2, 7),
     "tests/test_update.py::test_micro_batches_take_the_same_step_as_one_batch": (2, 7),
     "tests/test_update.py::test_gradient_checkpointing_takes_the_same_step": (2, 7),

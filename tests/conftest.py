@@ -69,54 +69,70 @@ def trainer_reward(script, mode, args=None, **inputs):
     return scope["R"]
 
 
-def sample_step(run, step, n=None):
-    """Step 1 of train_task.py / train_sharpen.py on a trainer.Run: (Rollout, r, answers)."""
-    import rollout
-    from plumbing import sharding
-
-    problems, G = run.prompts(step), n or run.args.group_size
-    with sharding.full_weights(run.policy):
-        prompt_ids = [x["prompt_ids"] for x in problems]
-        roll, texts = rollout.sample(
-            run.policy,
-            run.tokenizer,
-            prompt_ids,
-            G,
-            ignore_eos=run.args.fixed_length,
-            generator=run.generator(step),
-            **run.sampling,
-        )
-    r, answers = run.grader.grade(texts, [x["answer"] for x in problems for _ in range(G)], run.policy.device)
-    return roll, r, answers
+def _statements(script):
+    return ast.parse(open(os.path.join(ROOT, script)).read()).body
 
 
-def policy_gradient_step(run, roll, A, logp, ref_logp):
-    """Step 5 of train_task.py / train_sharpen.py, line for line, on a trainer.Run: (loss, grad norm or None)."""
-    from loss import policy_loss, token_weights
-    from model import micro_batches, response_logprobs
-    from plumbing import sharding
+def loop_lines(script, first, last):
+    """A trainer's own statements, compiled from its RL loop: from the one whose source starts with `first` to the
+    one that starts with `last`, both included. Tests run these, not a copy."""
+    body = next(node for node in _statements(script) if isinstance(node, ast.For)).body
+    sources = [ast.unparse(node) for node in body]
+    i = next(k for k, s in enumerate(sources) if s.startswith(first))
+    j = next(k for k, s in enumerate(sources) if s.startswith(last))
+    return compile(ast.Module(body=body[i : j + 1], type_ignores=[]), script, "exec")
 
-    args, dist, policy, opt = run.args, run.dist, run.policy, run.opt
-    clip_eps = args.clip_eps if args.updates_per_batch > 1 else None
-    mask = roll.response_mask
-    w = token_weights(mask, args.aggregation, dist.sum(mask.sum()).item(), dist.sum(len(mask)).item(), args.max_new_tokens)
-    for _ in range(args.updates_per_batch):
-        opt.zero_grad(set_to_none=True)
-        loss_sum = 0.0
-        for index, sequences, attention_mask, response_mask in micro_batches(roll, args.micro_batch):
-            new_logp, _ = response_logprobs(policy, sequences, attention_mask, response_mask)
-            cut = (index, slice(0, response_mask.shape[1]))
-            loss = policy_loss(new_logp, A[index], w[cut], logp[cut], clip_eps, ref_logp[cut], args.kl_coef)
-            loss.backward()
-            loss_sum += loss.item()
-        if not args.fsdp:
-            dist.all_reduce_grads(policy)
-        grad_norm = sharding.full(torch.nn.utils.clip_grad_norm_(policy.parameters(), args.grad_clip)).item()
-        if run.skip_step(grad_norm):
-            return loss_sum, None
-        opt.step()
-        run.check_parameters()
-    return loss_sum, grad_norm
+
+def trainer_setup(script, *argv):
+    """A trainer's own setup lines on the command line `argv`: its imports, its options, trainer.Run and the names
+    its loop reads (args, policy, ref, opt, sched, G, clip_eps); the step-0 evaluation is left out. Returns them."""
+    statements = _statements(script)
+    loop = next(k for k, node in enumerate(statements) if isinstance(node, ast.For))
+    body = [node for node in statements[:loop] if not isinstance(node, ast.If)]
+    scope = {"__doc__": script}
+    saved, sys.argv = sys.argv, [script, *argv]
+    try:
+        exec(compile(ast.Module(body=body, type_ignores=[]), script, "exec"), scope)
+    finally:
+        sys.argv = saved
+    return scope
+
+
+def trainer_scope(script, run):
+    """The same names around a trainer.Run that a test built itself: the script's imports, and its assignments
+    between `run = trainer.Run(...)` and the loop."""
+    statements = _statements(script)
+    at = next(k for k, node in enumerate(statements) if ast.unparse(node).startswith("run = trainer.Run("))
+    loop = next(k for k, node in enumerate(statements) if isinstance(node, ast.For))
+    body = [node for node in statements if isinstance(node, (ast.Import, ast.ImportFrom))]
+    body += [node for node in statements[at + 1 : loop] if isinstance(node, ast.Assign)]
+    scope = {"run": run}
+    exec(compile(ast.Module(body=body, type_ignores=[]), script, "exec"), scope)
+    return scope
+
+
+def run_loop(script, scope, first="t0 =", last="run.stop_if_signalled", **names):
+    """Run a trainer's loop statements `first`..`last` (default: one whole step) in `scope` (trainer_setup's or
+    trainer_scope's) with `names` (step, or the values of the statements skipped); returns every name they set
+    (roll, r, R, A, loss_sum, grad_norm, metrics, ...)."""
+    scope = scope | names
+    exec(loop_lines(script, first, last), scope)
+    return scope
+
+
+def sample_step(run, step, script="train_task.py"):
+    """The trainers' step 1, their own lines (sample G responses per prompt through rollout.py, grade them) on a
+    trainer.Run: (Rollout, r, answers)."""
+    scope = run_loop(script, trainer_scope(script, run), "problems =", "r, answers =", step=step)
+    return scope["roll"], scope["r"], scope["answers"]
+
+
+def trainer_update(run, roll, A, logp, ref_logp, script="train_task.py"):
+    """The trainers' step 5, their own lines (token weights, micro-batched loss and backward, gradient sync and
+    clipping, AdamW) on a trainer.Run and a given batch: (loss, the grad norm: non-finite when the step was skipped)."""
+    names = dict(roll=roll, A=A, logp=logp, ref_logp=ref_logp)
+    scope = run_loop(script, trainer_scope(script, run), "mask = roll.response_mask", "for _ in range", **names)
+    return scope["loss_sum"], scope["grad_norm"]
 
 
 # -----------------------------------------------------------------------------

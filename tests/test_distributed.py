@@ -1,13 +1,13 @@
 """
 Data parallelism is exact: two processes on CPU (gloo), each holding half of a batch, take the same
 optimizer step as one process holding the whole batch (within fp32 tolerance), and log the same metrics;
-so do two processes that shard the policy with FSDP2 (--fsdp, sharding.py), each holding half of it.
+so do two processes that shard the policy with FSDP2 (--fsdp, plumbing/sharding.py), each holding half of it.
 
-The real code path runs on both sides: `trainer.Run(parser, argv)` builds the trainer, the trainers' step 5
-(conftest.policy_gradient_step, line for line: micro-batches, the aggregation's global totals, the
-all-reduce and clipping, AdamW) takes the step, and `Run.metrics` reduces the
-diagnostics over ranks. The batch (a seeded rollout of the toy model, fixed advantages, log-probs from
-`Run.logprobs`) is built once and shared, so any difference comes from the split.
+The real code path runs on both sides: `trainer.Run(parser, argv)` builds the trainer, and the trainers' own lines
+from step 5 to the metrics (cut out of train_task.py by conftest.run_loop: the aggregation's global totals,
+micro-batches, the all-reduce and clipping, AdamW, `Run.metrics` reducing the diagnostics over ranks) take the
+step. The batch (a seeded rollout of the toy model, fixed advantages, log-probs from `Run.logprobs`) is built once
+and shared, so any difference comes from the split.
 """
 
 import dataclasses
@@ -21,7 +21,7 @@ import torch
 import torch.multiprocessing as mp
 
 import trainer
-from conftest import policy_gradient_step, sample_step
+from conftest import run_loop, sample_step, trainer_scope
 from plumbing import distributed, sharding
 from rollout import Rollout
 
@@ -77,20 +77,11 @@ def rows(x, sl):
 
 
 def step(run, batch):
-    """One policy-gradient step on `batch`, then `Run.metrics`; returns what the two sides must agree on."""
-    loss, grad_norm = policy_gradient_step(run, batch["roll"], batch["A"], batch["logp"], batch["ref_logp"])
-    metrics = run.metrics(
-        batch["roll"],
-        batch["r"],
-        batch["R"],
-        batch["ref_logp"],
-        batch["logp"],
-        batch["entropy"],
-        batch["answers"],
-        loss,
-        grad_norm,
-        t0=0.0,
+    """The trainer's step 5 and metrics on `batch`; returns what the two sides must agree on."""
+    got = run_loop(
+        "train_task.py", trainer_scope("train_task.py", run), "mask = roll.response_mask", "metrics =", **batch, t0=0.0
     )
+    metrics, grad_norm = got["metrics"], got["grad_norm"]
     return {
         "loss": metrics["loss"],
         "grad_norm": grad_norm,  # metrics["loss"]: summed over ranks

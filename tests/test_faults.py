@@ -6,6 +6,7 @@ Ctrl-C. The end-to-end cases run the scripts themselves (marked slow)."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -213,8 +214,17 @@ def test_a_damaged_newest_checkpoint_falls_back_on_resume(tmp_path):
 
 @slow
 def test_ctrl_c_during_the_imports_exits_quietly():
-    proc = script("train_task.py", "--steps", "1", "--out", "/nonexistent/never", wait=False)
-    time.sleep(0.3)  # torch and transformers take seconds to import
+    # -X importtime writes a line to stderr as each module finishes loading: the first line of a torch submodule
+    # says that the script is inside `import torch` (options, imported first, has set its handler by then).
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-X", "importtime", os.path.join(ROOT, "train_task.py"), "--steps", "1", "--out", "/nonexistent/never"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    loaded = []  # module names, as each finishes
+    for line in proc.stderr:
+        loaded.append(line.split("|")[-1].strip())
+        if loaded[-1].startswith("torch."):
+            break
+    assert "options" in loaded, "options was not imported before torch"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err
@@ -222,17 +232,23 @@ def test_ctrl_c_during_the_imports_exits_quietly():
 
 @slow
 def test_a_second_ctrl_c_stops_at_once(tmp_path):
+    # Steps of 256 responses (seconds each): the first Ctrl-C lands as step 1 begins, the second as soon as the run
+    # has said it heard the first (two signals sent back to back could reach the handler as one).
     out = str(tmp_path / "run")
-    proc = script("train_task.py", "--steps", "500", "--out", out, "--save-every", "1000", *SMALL[:-2], wait=False)
+    big = ["--prompts-per-step", "32", "--group-size", "8", "--max-new-tokens", "48", "--eval-problems", "4"]
+    proc = script("train_task.py", "--steps", "500", "--out", out, "--save-every", "1000", *big, wait=False)
     while not os.path.exists(os.path.join(out, "log.jsonl")) and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.05)
+    for line in proc.stdout:
+        if "saving after this step" in line:
+            break
     proc.send_signal(signal.SIGINT)
-    start = time.monotonic()
     _, err = proc.communicate(timeout=60)
-    assert time.monotonic() - start < 10
     assert proc.returncode == 1 and "second signal" in err.strip().splitlines()[-1]
+    # at once: step 1 was neither finished (logged) nor saved, as the first signal alone would have had it
+    assert [json.loads(line)["step"] for line in open(os.path.join(out, "log.jsonl"))] == [0]
+    assert not [name for name in os.listdir(out) if name.startswith("step_")]
 
 
 # -----------------------------------------------------------------------------
@@ -304,14 +320,12 @@ def test_prompts_too_long_for_the_model_are_dropped_with_a_count(toy_path):
     assert len(data.drop_long_prompts(rows, tok, "{problem}:", SimpleNamespace(), 8, "x")) == 2  # no limit known
 
 
-def test_the_main_job_never_overwrites_a_previous_one():
-    out = os.path.join(ROOT, "runs", "toy-987654")
-    os.makedirs(out, exist_ok=False)
-    try:
-        proc = subprocess.run(["bash", os.path.join(ROOT, "run_toy.sh"), "toy", "987654"], capture_output=True, text=True)
-        assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
-            "error: runs/toy-987654 holds a previous run of this job: move or remove it (rm -r runs/toy-987654), "
-            "or use another seed"
-        ]
-    finally:
-        os.rmdir(out)
+def test_the_main_job_never_overwrites_a_previous_one(tmp_path):
+    # run_toy.sh works in its own folder: a copy of it in tmp_path finds the previous run there, not in the repo
+    shutil.copy(os.path.join(ROOT, "run_toy.sh"), tmp_path)
+    os.makedirs(tmp_path / "runs" / "toy-7")
+    proc = subprocess.run(["bash", str(tmp_path / "run_toy.sh"), "toy", "7"], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        "error: runs/toy-7 holds a previous run of this job: move or remove it (rm -r runs/toy-7), or use another seed"
+    ]
+    assert os.listdir(tmp_path / "runs" / "toy-7") == []

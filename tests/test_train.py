@@ -1,6 +1,7 @@
 """End-to-end: the scripts themselves, run as a user runs them (small settings). Marked slow."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -86,6 +87,13 @@ def test_two_steps_change_every_parameter_and_log_every_metric(tmp_path):
         "eval_accuracy",
     ):
         assert key in log[-1], key
+    for row in log[1:]:  # 16 responses in groups of 4, rewarded r in {0, 1}
+        assert row["reward"] == row["accuracy"] and (16 * row["accuracy"]).is_integer()  # --mode task: R = r
+        assert row["reward_std"] == pytest.approx(math.sqrt(row["accuracy"] * (1 - row["accuracy"])))  # a 0/1 reward's
+        assert (4 * row["zero_std_groups"]).is_integer() and row["loss"] != 0 and row["grad_norm"] > 0
+    # step 1 sampled from the base model itself, pi_theta = pi_ref: k1 KL 0 (to float error, ~1e-7); step 2 from the
+    # policy one update (lr 3e-5) later: 7e-4 in this seeded run
+    assert abs(log[1]["kl"]) < 1e-5 and abs(log[2]["kl"]) > 1e-4
 
 
 def test_fixed_length_samples_all_have_max_length(tmp_path):
@@ -162,7 +170,10 @@ def test_checkpoint_loads_in_evaluate(tmp_path):
     )
     assert "pass@4" in proc.stdout and "maj@4" in proc.stdout
     results = json.load(open(tmp_path / "cmp.json"))
-    assert set(results) == {"base", "task"} and 0 <= results["task"]["pass@1"] <= 1
+    assert set(results) == {"base", "task"}
+    for table in results.values():  # 8 problems, 4 samples each
+        assert (32 * table["pass@1"]).is_integer() and (8 * table["pass@4"]).is_integer()  # shares of samples / problems
+        assert table["pass@1"] <= table["pass@2"] <= table["pass@4"] and table["problems"] == 8 and table["n"] == 4
 
 
 def test_family_modes_train_and_power_sampling_evaluates(tmp_path):
@@ -170,7 +181,10 @@ def test_family_modes_train_and_power_sampling_evaluates(tmp_path):
         out = str(tmp_path / mode)
         run(script, "--mode", mode, "--steps", "1", "--out", out, *SMALL)
         reward = read_log(out)[1]["reward"]
-        assert 0 <= reward <= 1 if mode != "self-certainty" else reward > 0, (mode, reward)
+        if mode == "self-certainty":  # logsumexp(z) - mean z = KL(uniform || pi) + log V >= log V, V = 17 toy tokens
+            assert reward >= math.log(17), reward
+        else:  # a 0/1 reward per response: a share of the 16
+            assert 0 <= reward <= 1 and (16 * reward).is_integer(), (mode, reward)
     result = tmp_path / "power.json"
     args = ["--dataset", "toy", "--limit", "4", "--n", "2", "--max-new-tokens", "16", "--out", str(result)]
     run(

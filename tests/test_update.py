@@ -1,35 +1,218 @@
-"""The trainer's update step on the toy model (trainer.Run and the trainers' step 5): a non-finite step is
-skipped and three stop the run, a non-finite update stops it before anything is saved, and micro-batching
-changes nothing."""
+"""The trainers' update on the toy model, through their own lines (conftest.run_loop cuts them out of
+train_task.py / train_sharpen.py and runs them on a trainer.Run): one whole step equals the paper's algorithm
+written out here independently (one unpadded sequence at a time, advantages and weights in plain Python,
+torch's AdamW), its metrics equal numbers computed by hand, pi_ref stays frozen while `kl` follows the policy,
+a non-finite step is skipped and three stop the run, and micro-batching or checkpointing change no gradient."""
+
+import ast
+import copy
+import math
+import os
+import statistics
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 import trainer
-from conftest import policy_gradient_step, sample_step
+from conftest import ROOT, run_loop, sample_step, trainer_scope, trainer_setup, trainer_update
+
+EOS = 1  # the toy tokenizer's
+LR = 3e-4  # the toy's default --lr; the first step uses 0.1 x LR (warm-up from 0.1 x lr)
+SMALL = ["--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "12", "--eval-problems", "4"]
+STEPS = ["--steps", "5", "--eval-every", "100", "--save-every", "100"]  # steps of the loop that neither evaluate nor save
 
 
 def make_run(out, *extra):
     p = trainer.parser("test", out)
-    argv = [
-        "--prompts-per-step",
-        "2",
-        "--group-size",
-        "4",
-        "--max-new-tokens",
-        "12",
-        "--eval-problems",
-        "4",
-        "--out",
-        out,
-        *extra,
-    ]
-    return trainer.Run(p, argv)
+    return trainer.Run(p, [*SMALL, "--out", out, *extra])
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     return make_run(str(tmp_path_factory.mktemp("run") / "out"))
+
+
+# -----------------------------------------------------------------------------
+# the paper's update, written out
+
+
+def token_logprobs(model, roll):
+    """log pi(y_t | x, y_<t) of every response token and the entropy of pi there, one unpadded sequence at a time
+    (prompt, then response up to its EOS; no masks, no micro-batches): two lists of [L_i] tensors."""
+    P = roll.sequences.shape[1] - roll.response_mask.shape[1]
+    logps, entropies = [], []
+    for i in range(len(roll.sequences)):
+        prompt = roll.sequences[i, :P][roll.attention_mask[i, :P].bool()]
+        response = roll.sequences[i, P:][roll.response_mask[i]]
+        logits = model(torch.cat([prompt, response])[None]).logits[0, len(prompt) - 1 : -1].float()
+        logp = logits.log_softmax(-1)
+        logps.append(logp.gather(-1, response[:, None])[:, 0])
+        entropies.append(-(logp.exp() * logp).sum(-1))
+    return logps, entropies
+
+
+def advantages(R, G, baseline, std_normalize):
+    """RLOO: A_i = R_i - mean_{j != i} R_j; GRPO: A_i = R_i - mean_j R_j, divided by the group's sample std + 1e-6."""
+    A = []
+    for start in range(0, len(R), G):
+        group = R[start : start + G]
+        for i, Ri in enumerate(group):
+            a = Ri - statistics.mean(group[:i] + group[i + 1 :] if baseline == "leave_one_out" else group)
+            A.append(a / (statistics.stdev(group) + 1e-6) if std_normalize else a)
+    return A
+
+
+def expected_step(policy, ref, roll, R, args):
+    """The update of the paper (and its GRPO, Dr. GRPO, PPO and k3-KL options) on a copy of the policy: the loss
+    sum_i w_i sum_t loss_it, token by token; the gradient clipped to norm 1; AdamW (lr, betas (0.9, 0.999),
+    eps 1e-8, weight decay 0.01). Returns what the trainer must match, from its last update."""
+    model = copy.deepcopy(policy).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1 * args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    with torch.no_grad():
+        old, _ = token_logprobs(model, roll)
+        ref_lp, _ = token_logprobs(ref, roll)
+    L, N = [len(x) for x in old], len(old)
+    A = advantages(R, args.group_size, args.baseline, args.std_normalize)
+    weight = {  # token: every token of the batch weighs the same; sequence: every response; constant: Dr. GRPO
+        "token": [1 / sum(L)] * N,
+        "sequence": [1 / (N * length) for length in L],
+        "constant": [1 / (N * args.max_new_tokens)] * N,
+    }[args.aggregation]
+    clipped = 0
+    for _ in range(args.updates_per_batch):
+        opt.zero_grad()
+        new, _ = token_logprobs(model, roll)
+        loss = 0.0
+        for i in range(N):
+            if args.updates_per_batch == 1:
+                per_token = -A[i] * new[i]
+            else:  # PPO: rho = pi / pi_old, the pessimistic one of rho * A and clip(rho, 0.8, 1.2) * A
+                rho = torch.exp(new[i] - old[i])
+                per_token = -torch.minimum(rho * A[i], rho.clamp(1 - 0.2, 1 + 0.2) * A[i])
+                clipped += int(((rho - 1).abs() > 0.2).sum())
+            if args.kl_coef:  # k3: exp(q) - q - 1, q = log pi_ref - log pi
+                q = ref_lp[i] - new[i]
+                assert q.abs().max() < 20, "past the clamp of loss.k3_kl: the two would differ"
+                per_token = per_token + args.kl_coef * (torch.exp(q) - q - 1)
+            loss = loss + weight[i] * per_token.sum()
+        loss.backward()
+        norm = math.sqrt(sum(p.grad.pow(2).sum().item() for p in model.parameters()))
+        for p in model.parameters():
+            p.grad *= min(1.0, 1.0 / (norm + 1e-6))
+        opt.step()
+    return dict(
+        A=A,
+        loss=loss.item(),
+        grad_norm=norm,
+        grads={n: p.grad for n, p in model.named_parameters()},
+        params=dict(model.named_parameters()),
+        clipped=clipped,
+    )
+
+
+CASES = {
+    # the paper: task reward, leave-one-out, token mean, one on-policy step; micro-batches of 3 accumulate
+    "paper": ("train_task.py", ["--micro-batch", "3"]),
+    "grpo": ("train_task.py", ["--baseline", "mean", "--std-normalize", "--aggregation", "sequence"]),
+    # a batch reused twice with ratio clipping and the KL penalty; a large lr so that the second pass clips
+    "ppo+kl": ("train_task.py", ["--updates-per-batch", "2", "--kl-coef", "0.5", "--aggregation", "constant", "--lr", "0.1"]),
+    "sharpen": ("train_sharpen.py", ["--mode", "sharpen", "--alpha", "2"]),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_one_step_of_the_trainer_is_the_update_written_out(tmp_path, case):
+    script, extra = CASES[case]
+    setup = trainer_setup(script, *SMALL, "--prompts-per-step", "4", "--out", str(tmp_path / "out"), *STEPS, *extra)
+    run = setup["run"]
+    start = copy.deepcopy(run.policy)
+    got = run_loop(script, setup, step=0)  # the whole body of the script's loop: sample, score, reward, ..., log
+    roll, r, args = got["roll"], got["r"].tolist(), run.args
+    with torch.no_grad():
+        ref_lp, _ = token_logprobs(run.ref, roll)
+        pi_lp, entropies = token_logprobs(start, roll)
+    L = [len(x) for x in ref_lp]
+    R = r if args.mode == "task" else [2 * x.sum().item() for x in ref_lp]  # sharpen, alpha 2: alpha * log pi_ref(y|x)
+    want = expected_step(start, run.ref, roll, R, args)
+
+    assert got["R"].tolist() == pytest.approx(R, abs=1e-4)
+    assert got["A"].tolist() == pytest.approx(want["A"], abs=1e-4)
+    assert any(abs(a) > 0.1 for a in want["A"]), "every advantage is zero: the step would prove nothing"
+    assert got["loss_sum"] == pytest.approx(want["loss"], rel=1e-4, abs=1e-7)
+    assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-4)
+    if args.updates_per_batch > 1:
+        assert want["clipped"] > 0, "no ratio left the clip range: clipping went untested"
+    for name, p in run.policy.named_parameters():  # AdamW leaves .grad as it was: the clipped gradient it used
+        torch.testing.assert_close(p.grad, want["grads"][name], rtol=1e-3, atol=1e-6, msg=lambda m: f"grad of {name}: {m}")
+        # AdamW moves a weight by about lr wherever |g| >> eps: to 5% of that step, the same update
+        steady = want["grads"][name].abs() > 1e-6
+        close = dict(rtol=0, atol=0.05 * 0.1 * args.lr)
+        torch.testing.assert_close(p[steady], want["params"][name][steady], **close, msg=lambda m: f"{name}: {m}")
+
+    m = got["metrics"]
+    tokens = sum(L)
+    by_hand = {
+        "reward": statistics.mean(R),
+        "reward_std": statistics.pstdev(R),
+        "accuracy": statistics.mean(r),
+        "no_answer": sum(a is None for a in got["answers"]) / len(r),
+        "logp_ref": statistics.mean(x.sum().item() for x in ref_lp),
+        "logp_ref_per_token": sum(x.sum().item() for x in ref_lp) / tokens,
+        "length": statistics.mean(L),
+        "truncated": statistics.mean(
+            float(roll.sequences[i, -roll.response_mask.shape[1] :][L[i] - 1] != EOS) for i in range(len(L))
+        ),
+        "entropy": sum(e.sum().item() for e in entropies) / tokens,
+        "kl": statistics.mean((p - q).sum().item() for p, q in zip(pi_lp, ref_lp)),  # 0: the policy is still pi_ref
+        "zero_std_groups": statistics.mean(float(len(set(R[k : k + 4])) == 1) for k in range(0, len(R), 4)),
+        "loss": want["loss"],
+        "grad_norm": want["grad_norm"],
+        "lr": 0.1 * args.lr,
+    }
+    for key, value in by_hand.items():
+        assert m[key] == pytest.approx(value, rel=1e-4, abs=1e-5), (key, m[key], value)
+
+
+def test_pi_ref_stays_frozen_and_kl_follows_the_policy(tmp_path):
+    setup = trainer_setup("train_task.py", *SMALL, "--out", str(tmp_path / "out"), *STEPS, "--lr", "0.01")
+    run = setup["run"]
+    base = copy.deepcopy(run.policy)
+    run_loop("train_task.py", setup, step=0)
+    moved = copy.deepcopy(run.policy)
+    got = run_loop("train_task.py", setup, step=1)
+    policy, ref = dict(run.policy.named_parameters()), dict(run.ref.named_parameters())
+    for name, p in base.named_parameters():
+        assert torch.equal(ref[name], p), f"pi_ref's {name} changed"
+        assert ref[name].data_ptr() != policy[name].data_ptr(), f"pi_ref shares {name} with the policy"
+    assert not all(torch.equal(policy[n], p) for n, p in base.named_parameters())
+    with torch.no_grad():  # step 1 sampled from the policy after step 0: kl = mean_i sum_t log pi_theta - log pi_ref
+        now, _ = token_logprobs(moved, got["roll"])
+        then, _ = token_logprobs(base, got["roll"])
+    kl = statistics.mean((a - b).sum().item() for a, b in zip(now, then))
+    assert abs(kl) > 0.01 and got["metrics"]["kl"] == pytest.approx(kl, rel=1e-3, abs=1e-5)
+    assert got["metrics"]["lr"] == pytest.approx(0.01 * (0.1 + 0.9 * 1 / 5))  # warm-up over the toy's 5 steps
+
+
+def test_the_trainers_differ_only_in_their_reward():
+    """Both scripts run the same setup and loop, statement for statement, but for the reward chain and the mode that
+    needs a fresh pi_theta pass (tilted in one, tempered in the other): what one script's tests check holds for both."""
+
+    def lines(script):
+        statements = ast.parse(open(os.path.join(ROOT, script)).read()).body
+        at = next(k for k, node in enumerate(statements) if ast.unparse(node).startswith("run = trainer.Run("))
+        out = []
+        for node in statements[at:]:
+            body = node.body if isinstance(node, ast.For) else [node]
+            out += [ast.unparse(n) for n in body if not (isinstance(n, ast.If) and "args.mode ==" in ast.unparse(n.test))]
+        return out
+
+    task, sharpen = lines("train_task.py"), lines("train_sharpen.py")
+    assert len(task) > 20 and [s.replace("'tilted'", "'tempered'") for s in task] == sharpen
+
+
+# -----------------------------------------------------------------------------
+# faults and equivalences of the step
 
 
 def test_nan_steps_are_skipped_then_stop_the_run(run):
@@ -40,17 +223,17 @@ def test_nan_steps_are_skipped_then_stop_the_run(run):
     bad = torch.full((len(r),), float("nan"))
     for _ in range(2):
         with pytest.warns(UserWarning, match="non-finite"):
-            assert policy_gradient_step(run, roll, bad, logp, ref_logp)[1] is None
+            assert not math.isfinite(trainer_update(run, roll, bad, logp, ref_logp)[1])  # the norm that made it skip
     assert all(torch.equal(a, b) for a, b in zip(before, run.policy.parameters()))  # nothing was applied
     run.save(5)  # never a checkpoint right after a skipped step
     assert trainer.checkpoint.completed(run.args.out) == []
     good = torch.linspace(-1, 1, len(r))
-    policy_gradient_step(run, roll, good, logp, ref_logp)  # a good step resets the count...
+    trainer_update(run, roll, good, logp, ref_logp)  # a good step resets the count...
     assert run.bad_steps == 0
     assert not all(torch.equal(a, b) for a, b in zip(before, run.policy.parameters()))
     with pytest.warns(UserWarning), pytest.raises(SystemExit, match="non-finite steps in a row"):
         for _ in range(3):  # ...and three bad ones in a row stop the run
-            policy_gradient_step(run, roll, bad, logp, ref_logp)
+            trainer_update(run, roll, bad, logp, ref_logp)
 
 
 def test_a_non_finite_update_stops_before_anything_is_saved(run):
@@ -77,35 +260,50 @@ def test_the_rollouts_logprobs_equal_a_fresh_pass_of_the_policy(run):
     torch.testing.assert_close(fresh_entropy, roll.entropy, atol=1e-5, rtol=0)
 
 
+def test_token_weights_count_the_tokens_of_every_rank(run):
+    """The loop's token weights divide by totals over all ranks: with a stand-in for a second rank that holds a
+    batch like this one, every token weighs 1 / (2 x this batch's tokens)."""
+    roll, _, _ = sample_step(run, 0)
+    two_ranks = SimpleNamespace(sum=lambda x: 2 * torch.as_tensor(x))
+    scope = trainer_scope("train_task.py", run) | {"dist": two_ranks}
+    w = run_loop("train_task.py", scope, "mask = roll.response_mask", "w = token_weights", roll=roll)["w"]
+    tokens = sum(roll.lengths.tolist())
+    assert w[roll.response_mask].tolist() == pytest.approx([1 / (2 * tokens)] * tokens)
+    assert w[~roll.response_mask].abs().sum() == 0
+
+
 def test_top_k_sampling_always_gets_a_fresh_pass(tmp_path):
     run = make_run(str(tmp_path / "k"), "--top-k", "5")
     assert not run.sampled_from_policy  # the rollout's log-probs are top-k's, not pi_theta's
 
 
+def one_update(out, *extra):
+    """The trainers' step 5 on a fixed batch: its loss, pre-clip grad norm and the gradient AdamW applied."""
+    run = make_run(out, *extra)
+    roll, r, _ = sample_step(run, 0)
+    ref_logp = run.logprobs(run.ref, roll)
+    logp = roll.logprobs  # sampled from pi_theta itself: the loop's choice
+    loss, grad_norm = trainer_update(run, roll, torch.linspace(-1, 1, len(r)), logp, ref_logp)
+    return roll, loss, grad_norm, {n: p.grad.clone() for n, p in run.policy.named_parameters()}
+
+
 def test_micro_batches_take_the_same_step_as_one_batch(tmp_path):
-    params = []
-    for micro in (3, 64):
-        run = make_run(str(tmp_path / str(micro)), "--micro-batch", str(micro))
-        start = [p.detach().clone() for p in run.policy.parameters()]
-        roll, r, _ = sample_step(run, 0)
-        assert len(set(roll.lengths.tolist())) > 1  # rows of different lengths: the micro-batches get cut differently
-        ref_logp = run.logprobs(run.ref, roll)
-        logp = roll.logprobs  # sampled from pi_theta itself: the loop's choice
-        policy_gradient_step(run, roll, torch.linspace(-1, 1, len(r)), logp, ref_logp)
-        params.append([p.detach().clone() for p in run.policy.parameters()])
-    assert not any(torch.equal(a, b) for a, b in zip(start, params[1]))
-    for a, b in zip(*params):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    roll, *whole = one_update(str(tmp_path / "64"), "--micro-batch", "64")
+    assert len(set(roll.lengths.tolist())) > 1  # rows of different lengths: the micro-batches get cut differently
+    _, *micro = one_update(str(tmp_path / "3"), "--micro-batch", "3")
+    assert_same_update(micro, whole)
 
 
 def test_gradient_checkpointing_takes_the_same_step(tmp_path):
-    params = []
-    for extra in ([], ["--gradient-checkpointing"]):
-        run = make_run(str(tmp_path / str(len(extra))), *extra)
-        roll, r, _ = sample_step(run, 0)
-        ref_logp = run.logprobs(run.ref, roll)
-        logp = roll.logprobs  # sampled from pi_theta itself: the loop's choice
-        policy_gradient_step(run, roll, torch.linspace(-1, 1, len(r)), logp, ref_logp)
-        params.append([p.detach().clone() for p in run.policy.parameters()])
-    for a, b in zip(*params):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    plain = one_update(str(tmp_path / "plain"))[1:]
+    assert_same_update(one_update(str(tmp_path / "ckpt"), "--gradient-checkpointing")[1:], plain)
+
+
+def assert_same_update(got, want):
+    """Before AdamW's step, whose first move is about lr * sign(g) and would hide a gradient wrongly scaled."""
+    (loss, grad_norm, grads), (want_loss, want_norm, want_grads) = got, want
+    assert loss == pytest.approx(want_loss, rel=1e-5, abs=1e-7)
+    assert grad_norm == pytest.approx(want_norm, rel=1e-5)
+    assert want_norm > 0 and any(g.abs().max() > 0 for g in want_grads.values())
+    for name, g in want_grads.items():
+        torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-8, msg=lambda m: f"grad of {name}: {m}")
