@@ -6,6 +6,8 @@ Evaluate a model: n samples per problem, then pass@1, unbiased pass@k, maj@k, gr
     python evaluate.py --dataset toy --compare base=toy_models/toy sharpen=runs/sharpen task=runs/task
     python evaluate.py --dataset toy --n 256 --limit 64 --out base.json     # pass@k up to k = 256
     python evaluate.py --dataset toy --power-sample --alpha 4 --out power.json   # pi^alpha, no training
+    python evaluate.py --dataset toy --power-smc --alpha 4 --particles 8          # the same target by Power-SMC
+    python evaluate.py --dataset toy --scalable-power --alpha 4 --candidates 4 --rollouts 4   # by scalable power sampling
     python evaluate.py --merge base.json power.json --out both.json            # earlier tables side by side
 
 Metrics, for a problem with n samples of which c are correct:
@@ -16,7 +18,9 @@ Metrics, for a problem with n samples of which c are correct:
              no answer = no vote), averaged over `trials` random k-subsets
     greedy   accuracy of one temperature-0 response
     entropy  mean per-token entropy of the distribution sampled from (nan for power sampling: not tracked)
-    tokens_per_answer   tokens sampled per answer: the length, or power sampling's whole chain (its cost)
+    tokens_per_answer   tokens sampled per answer: the length, or a power-sampling road's whole cost (the MH
+             chain, every particle, every future rollout)
+    seconds_per_answer  wall time of the sampling per answer (greedy pass and grading excluded)
     train_tokens, train_time   for a training run: tokens sampled in training and the summed step time (s)
 pass@k at large k measures what the model *can* do; pass@1 and maj@k what it *does*. Sharpening is the
 hypothesis that RL moves mass toward answers the base model already had, raising pass@1 but not pass@n.
@@ -33,13 +37,14 @@ from plumbing import options  # first: a Ctrl-C while the imports below load exi
 import json
 import math
 import os
+import time
 from collections import defaultdict
 
 import numpy as np
 import torch
 
 import rollout
-from family.power_sample import power_rollout
+from family.power_sample import ROADS, smc_rollout
 from model import load_model, load_tokenizer, pick_device, resolve_model_path
 from plumbing import checkpoint, distributed, fast_rollout, tracking
 from rewards import TaskGrader
@@ -79,12 +84,18 @@ def maj_at_k(answers, correct, k, rng, trials=1000):
 # sampling: the one path of training and evaluation
 
 
-def power_sampler(alpha, blocks, mcmc_steps, proposal):
-    """A sampler with rollout's signature that draws each response by power sampling toward p^alpha
-    (power_sample.py), `proposal` its proposal sampler; it counts the tokens it sampled in its .cost[0]."""
+def road_sampler(road, proposal):
+    """A sampler with rollout's signature that draws each response by a road to p^alpha (family/power_sample.ROADS:
+    "mh" with blocks, mcmc_steps; "smc" with particles, ess_threshold; "scalable" with candidates, rollouts), in
+    place of one plain draw; `proposal` is the plain sampler that MH's proposal and the scalable futures use. It
+    counts the tokens it sampled in its .cost[0]."""
+    settings = dict(road)
+    draw_road = ROADS[settings.pop("road")]
+    if draw_road is not smc_rollout:  # Power-SMC decodes on its own cache: resampling moves it
+        settings["sampler"] = proposal
 
     def draw(model, prompt_ids, max_new_tokens, eos, pad, temperature, top_k, top_p, ignore_eos, generator):
-        roll, sampled = power_rollout(model, prompt_ids, max_new_tokens, eos, pad, alpha, blocks, mcmc_steps, proposal, generator)
+        roll, sampled = draw_road(model, prompt_ids, max_new_tokens, eos, pad, generator=generator, **settings)
         draw.cost[0] += sampled
         return roll
 
@@ -102,9 +113,10 @@ def sample_and_grade(model, tokenizer, rows, grader, n, generator=None, **sampli
     return roll, r, answers, texts, cost[0] - before if cost else int(roll.lengths.sum())
 
 
-def records_of(rows, n, roll, r, answers, texts, sampled):
+def records_of(rows, n, roll, r, answers, texts, sampled, seconds=None):
     """One record per problem: its row, plus its n responses, scores, answers, lengths, truncation flags, mean
-    entropies per token (of the distribution sampled from), and its share of the tokens sampled."""
+    entropies per token (of the distribution sampled from), and its share of the tokens sampled (and of the
+    seconds spent sampling, when timed)."""
     lengths, truncated, scores = roll.lengths.tolist(), roll.truncated.tolist(), r.tolist()
     entropy = ((roll.entropy * roll.response_mask).sum(-1) / roll.lengths.clamp(min=1)).tolist()
     return [
@@ -117,6 +129,7 @@ def records_of(rows, n, roll, r, answers, texts, sampled):
             truncated=truncated[i * n : (i + 1) * n],
             entropy=entropy[i * n : (i + 1) * n],
             sampled=sampled / len(rows),
+            **({} if seconds is None else dict(seconds=seconds / len(rows))),
         )
         for i, row in enumerate(rows)
     ]
@@ -137,6 +150,8 @@ def summarize(records, greedy=None, trials=1000, seed=0):
     out["length"] = float(np.mean([np.mean(rec["lengths"]) for rec in records]))
     out["entropy"] = float(np.mean([np.mean(rec["entropy"]) for rec in records]))  # nats per token (nan: not tracked)
     out["tokens_per_answer"] = float(np.mean([rec["sampled"] for rec in records]) / n)  # the inference cost
+    if all("seconds" in rec for rec in records):
+        out["seconds_per_answer"] = float(np.mean([rec["seconds"] for rec in records]) / n)
     out["truncated"] = float(np.mean([np.mean(rec["truncated"]) for rec in records]))
     out["no_answer"] = float(np.mean([np.mean([a is None for a in rec["answers"]]) for rec in records]))
     for key in ("level", "subject"):  # MATH-style breakdowns, where the dataset has them
@@ -159,19 +174,53 @@ def evaluate_model(path, args, dist):
     grader = TaskGrader(args.dataset, args.grader)
     sampler = rollout.rollout if args.plain_rollout else fast_rollout.rollout
     common = dict(max_new_tokens=args.max_new_tokens, top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size)
-    drawn = power_sampler(args.alpha, args.blocks, args.mcmc_steps, sampler) if args.power_sample else sampler
     gen = torch.Generator(dist.device).manual_seed(args.seed + dist.rank)
+    power = road_of(args)
+    if power and power["road"] == "scalable" and args.candidates > model.config.vocab_size:
+        raise SystemExit(f"error: --candidates {args.candidates} exceeds the vocabulary ({model.config.vocab_size} tokens)")
+    drawn = road_sampler(power, sampler) if power else sampler
     records = []
     per_call = max(1, args.batch_size // args.n)  # problems per call: one batch of samples in memory at a time
     for i in range(0, len(mine), per_call):
         chunk = mine[i : i + per_call]
+        start = time.perf_counter()
         sampled = sample_and_grade(
             model, tokenizer, chunk, grader, args.n, gen, temperature=args.temperature, sampler=drawn, **common
         )
-        records += records_of(chunk, args.n, *sampled)
+        records += records_of(chunk, args.n, *sampled, seconds=time.perf_counter() - start)
     greedy = records_of(mine, 1, *sample_and_grade(model, tokenizer, mine, grader, 1, temperature=0.0, sampler=sampler, **common))
     records, greedy = dist.gather_lists(records), dist.gather_lists(greedy)
     return summarize(records, greedy, args.trials, args.seed) if dist.is_main else None
+
+
+ROAD_OPTIONS = {
+    "power_sample": ("mh", ("blocks", "mcmc_steps")),
+    "power_smc": ("smc", ("particles", "ess_threshold")),
+    "scalable_power": ("scalable", ("candidates", "rollouts")),
+}
+
+
+def check_roads(given):
+    """One road at a time, and each road's settings only with it: a setting no road reads would be ignored."""
+    roads = [flag for flag in ROAD_OPTIONS if flag in given]
+    if len(roads) > 1:
+        raise SystemExit(f"error: choose one of {', '.join('--' + r.replace('_', '-') for r in roads)}")
+    for flag, (_, settings) in ROAD_OPTIONS.items():
+        for setting in settings:
+            if setting in given and flag not in roads:
+                raise SystemExit(
+                    f"error: --{setting.replace('_', '-')} is a setting of --{flag.replace('_', '-')}: add that flag"
+                )
+    if "alpha" in given and not roads:
+        raise SystemExit("error: --alpha needs a road to p^alpha: --power-sample, --power-smc or --scalable-power")
+
+
+def road_of(args):
+    """road_sampler's road: the chosen one and its settings (None: plain sampling)."""
+    for flag, (road, settings) in ROAD_OPTIONS.items():
+        if getattr(args, flag):
+            return dict(road=road, alpha=args.alpha, **{s: getattr(args, s) for s in settings})
+    return None
 
 
 # -----------------------------------------------------------------------------
@@ -253,6 +302,8 @@ def report(results, out, logs):
 
 def track(results, args):
     """--report-to: the table print_table prints (its rows, unrounded) and the options, in a folder named after --out."""
+    if args.report_to == "none":
+        return
     tracker = tracking.start(args.report_to, os.path.splitext(args.out)[0], os.path.splitext(args.out)[0], vars(args))
     if tracker is not None:
         names = list(results)
@@ -284,9 +335,15 @@ def main():
     p.add("--grader", default="builtin", choices=("builtin", "math_verify"))
     p.add("--trials", type=options.COUNT, default=1000, help="random k-subsets per problem for maj@k")
     p.add("--power-sample", action="store_true", help="draw the n samples by power sampling (power_sample.py): pi^alpha")
-    p.add("--alpha", type=options.POSITIVE, default=4.0, help="power sampling's exponent (the proposal: temperature 1/alpha)")
-    p.add("--blocks", type=options.COUNT, default=4, help="power sampling: blocks the response grows in")
-    p.add("--mcmc-steps", type=options.NATURAL, default=4, help="power sampling: Metropolis-Hastings steps per block")
+    p.add("--power-smc", action="store_true", help="draw them from pi^alpha by Power-SMC (power_sample.py)")
+    p.add("--scalable-power", action="store_true", help="draw them from pi^alpha by scalable power sampling (power_sample.py)")
+    p.add("--alpha", type=options.POSITIVE, default=4.0, help="the roads' exponent (each starts from temperature 1/alpha)")
+    p.add("--blocks", type=options.COUNT, default=4, help="--power-sample: blocks the response grows in")
+    p.add("--mcmc-steps", type=options.NATURAL, default=4, help="--power-sample: Metropolis-Hastings steps per block")
+    p.add("--particles", type=options.COUNT, default=8, help="--power-smc: particles per answer")
+    p.add("--ess-threshold", type=options.TOP_P, default=0.5, help="--power-smc: resample when ESS < this x particles")
+    p.add("--candidates", type=options.COUNT, default=4, help="--scalable-power: top-K tokens weighed at each step")
+    p.add("--rollouts", type=options.COUNT, default=4, help="--scalable-power: futures per candidate (jackknife from 2)")
     p.add("--seed", type=options.NATURAL, default=0)
     p.add("--out", help="write the metrics as JSON here (and the training curves and pass@k figure next to it)")
     p.add(
@@ -300,6 +357,7 @@ def main():
     if args.report_to != "none" and not args.out:
         p.error("--report-to needs --out: its files go in a folder named after the JSON (runs/eval.json: runs/eval/)")
     tracking.require(args.report_to)
+    check_roads(p.given())
     args.max_new_tokens = args.max_new_tokens or options.task_defaults(args.dataset)["max_new_tokens"]
     dist = distributed.setup(pick_device())
     torch.manual_seed(args.seed)

@@ -2,11 +2,14 @@
 The sharpening family, checked exactly on theory.py's language (every response of at most 5 tokens over
 {a, b, c, EOS}: 364 of them, listed), with the same tabular policy and the same sampled RL step.
 
-1. Two roads to pi_ref^alpha. Power sampling (power_sample.py: Metropolis-Hastings with the base model at
-   temperature 1/alpha as proposal, no training) and tempered RL (R = alpha log pi_ref - log pi_theta) both
-   target pi_ref^alpha. Each is compared with it by total variation, for alpha = 2 and 4; next to them, the
-   TV an exact sample of the same size would show (the floor), and the MCMC without the Hastings term for
-   the length (the authors' ratio), which converges to something else.
+1. Four roads to pi_ref^alpha. Three at inference, with no training (power_sample.py): Metropolis-Hastings
+   with the base model at temperature 1/alpha as proposal (Karan & Du), Power-SMC (Azizi et al.) and scalable
+   power sampling (Ji et al.); and tempered RL (R = alpha log pi_ref - log pi_theta). Each is compared with
+   pi_ref^alpha by total variation, for alpha = 2 and 4, at growing budgets, with its cost in tokens sampled
+   per answer; next to them, the TV an exact sample of the same size would show (the floor), plain sampling
+   at temperature 1/alpha (what each road corrects), the MCMC without the Hastings term for the length (the
+   authors' ratio), and scalable power sampling with only the top 2 of 4 tokens as candidates: those two
+   converge to something else.
 2. The self-rewards. Entropy minimisation (token and sequence form) is maximal, R = 0, exactly at
    deterministic policies: any single response. Self-certainty, (1/T) sum_t KL(uniform || pi_t) + log V, has
    no maximum: it grows without bound as any token's probability goes to 0. Majority vote (the answer: a
@@ -15,7 +18,7 @@ The sharpening family, checked exactly on theory.py's language (every response o
 3. The random reward. For any batch, the expected update over the coins is exactly zero (all 2^G coin
    outcomes of a group, enumerated); trained, the policy drifts only as far as the noise carries it.
 
-    python -m family.theory_family        # about 45 s on one CPU core
+    python -m family.theory_family        # about 90 s on one CPU core
 """
 
 import itertools
@@ -24,7 +27,7 @@ import time
 import torch
 
 import theory as T
-from family.power_sample import power_sample
+from family.power_sample import power_sample, power_smc, scalable_power_sample
 from loss import group_advantages, policy_loss, token_weights
 from rewards import entropy_reward, logprob_reward, majority_vote, self_certainty_reward
 from rollout import self_certainty
@@ -64,12 +67,48 @@ def table_extender(ref, alpha, generator):
 
 
 def mcmc_distribution(ref, alpha, chains, mcmc_steps, seed=0, length_correction=True):
-    """The empirical distribution over the listed responses of `chains` independent MCMC runs (one token a block)."""
+    """The empirical distribution over the listed responses of `chains` independent MCMC runs (one token a block),
+    and the tokens sampled per answer."""
     gen = torch.Generator().manual_seed(seed)
     extend = table_extender(ref, alpha, gen)
-    tokens, lengths, _, _, _ = power_sample(extend, chains, alpha, T.L, T.L, mcmc_steps, gen, length_correction=length_correction)
+    tokens, lengths, _, _, sampled = power_sample(
+        extend, chains, alpha, T.L, T.L, mcmc_steps, gen, length_correction=length_correction
+    )
     inside = torch.arange(T.L) < lengths[:, None]
-    return histogram(tokens.masked_fill(~inside, T.EOS))
+    return histogram(tokens.masked_fill(~inside, T.EOS)), sampled / chains
+
+
+def table_decoder(ref, n):
+    """step() of power_smc and scalable_power_sample for the tabular pi_ref: each row's prefix, its logits row."""
+    prefix = torch.zeros(n, dtype=torch.long)
+
+    def step(tokens, ancestors):
+        nonlocal prefix
+        if ancestors is not None:
+            prefix = prefix[ancestors]
+        if tokens is not None:
+            prefix = T.child(prefix, tokens)
+        return ref[prefix]
+
+    return step
+
+
+def smc_distribution(ref, alpha, answers, particles, seed=0):
+    """The empirical distribution of `answers` Power-SMC answers, and the tokens sampled per answer."""
+    gen = torch.Generator().manual_seed(seed)
+    step = table_decoder(ref, answers * particles)
+    tokens, inside, _, sampled = power_smc(step, answers, particles, alpha, T.L, torch.tensor([T.EOS]), T.EOS, gen)
+    return histogram(tokens.masked_fill(~inside, T.EOS)), sampled / answers
+
+
+def scalable_distribution(ref, alpha, answers, rollouts, candidates=T.V, seed=0):
+    """The empirical distribution of `answers` scalable-power-sampling answers, and the tokens sampled per answer."""
+    gen = torch.Generator().manual_seed(seed)
+    extend = table_extender(ref, 1.0, gen)  # futures from p itself
+    tokens, inside, _, sampled = scalable_power_sample(
+        table_decoder(ref, answers), extend, answers, alpha, T.L, candidates, rollouts, torch.tensor([T.EOS]), T.EOS, gen
+    )
+    return histogram(tokens.masked_fill(~inside, T.EOS)), sampled / answers
 
 
 def histogram(tokens):
@@ -149,21 +188,40 @@ def main():
     ref, r_table = T.reference(), T.score_table(T.correct_long)
     tokens, mask, ref_logp, length, r = T.space(ref, T.correct_long, False)
     texts = T.answer(tokens)
-    chains, mcmc_steps = 40_000, 16
-
-    print("two roads to pi_ref^alpha: power sampling (MCMC, no training) and tempered RL, TV to pi_ref^alpha")
-    print("alpha | TV(pi_ref) | MCMC | MCMC, no length term | exact sample (floor) | tempered RL | E[len] target / MCMC")
+    answers = 20_000
+    print(f"four roads to pi_ref^alpha: TV to pi_ref^alpha of {answers} answers (floor: an exact sample's), cost per answer")
+    print(
+        "alpha | road                           | budget                    |    TV | floor | E[len] | tokens sampled per answer"
+    )
     for alpha in (2.0, 4.0):
         goal = T.power(ref_logp, alpha)
-        mcmc = mcmc_distribution(ref, alpha, chains, mcmc_steps)
-        biased = mcmc_distribution(ref, alpha, chains, mcmc_steps, length_correction=False)
+        mh = lambda steps, **kw: mcmc_distribution(ref, alpha, answers, steps, **kw)
+        smc = lambda particles: smc_distribution(ref, alpha, answers, particles)
+        scalable = lambda rollouts, candidates=T.V: scalable_distribution(ref, alpha, answers, rollouts, candidates)
+        exact = lambda pi: (pi, (pi * length).sum().item())  # an exact distribution; one plain response per answer
         trained = T.token_logp(T.train(dict(mode="tempered", alpha=alpha), ref, r_table), tokens, mask).sum(-1).exp()
-        print(
-            f"{alpha:5g} | {T.tv(ref_logp.exp(), goal):10.3f} | {T.tv(mcmc, goal):.3f} | {T.tv(biased, goal):20.3f} | "
-            f"{exact_sample_tv(goal, chains):20.3f} | {T.tv(trained, goal):11.3f} | "
-            f"{(goal * length).sum():.3f} / {(mcmc * length).sum():.3f}"
-        )
-    print(f"({chains} chains, 5 blocks of 1 token, {mcmc_steps} MCMC steps a block)")
+        rows = [
+            ("pi_ref (temperature 1)", "-", exact(ref_logp.exp())),
+            ("temperature 1/alpha", "-", exact(T.token_logp(alpha * ref, tokens, mask).sum(-1).exp())),  # zeta dropped
+            *(("MH power sampling", f"{s} MH steps a block", mh(s)) for s in (1, 4, 16)),
+            ("MH, authors' ratio (no length)", "16 MH steps a block", mh(16, length_correction=False)),
+            *(("Power-SMC", f"{n} particles", smc(n)) for n in (1, 4, 16, 64)),
+            *(("scalable power sampling", f"4 tokens x {m} futures", scalable(m)) for m in (1, 2, 4, 16)),
+            ("scalable power sampling", "top 2 tokens x 16 futures", scalable(16, candidates=2)),
+            ("tempered RL (trained)", "200 steps x 1024 samples", exact(trained)),
+        ]
+        floor = exact_sample_tv(goal, answers)
+        for road, budget, (pi, cost) in rows:
+            print(
+                f"{alpha:5g} | {road:30s} | {budget:25s} | {T.tv(pi, goal):.3f} | {floor:.3f} | {(pi * length).sum():6.3f} | "
+                f"{cost:.1f}"
+            )
+    print(
+        f"(target E[len]: {(T.power(ref_logp, 2.0) * length).sum():.3f} at alpha 2, {(T.power(ref_logp, 4.0) * length).sum():.3f} "
+        "at alpha 4. MH: 5 blocks of 1 token. Scalable: futures from pi_ref to EOS or L tokens, jackknife-corrected. "
+        "Exact rows (pi_ref, temperature 1/alpha, tempered RL) are distributions, not samples: their TV has no floor, "
+        "their cost is one response, E[len]; tempered RL's training sampled 204,800 responses besides)"
+    )
 
     p = ref_logp.exp()
     mode = ref_logp.argmax()

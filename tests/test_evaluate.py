@@ -148,3 +148,26 @@ def test_summarize_reports_every_metric():
     assert out["entropy"] == pytest.approx((0.25 + 0.2) / 2) and out["tokens_per_answer"] == pytest.approx((28 + 100) / 2 / 4)
     assert out["pass@1_by_level"] == {"1": 0.5, "2": 0.0}
     assert set(out) >= {"maj@1", "maj@2", "maj@4", "truncated"}
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--power-sample", "--power-smc"], "choose one of --power-sample, --power-smc"),
+        (["--particles", "4"], "--particles is a setting of --power-smc"),
+        (["--power-smc", "--rollouts", "2"], "--rollouts is a setting of --scalable-power"),
+        (["--alpha", "2"], "--alpha needs a road"),
+    ],
+)
+def test_roads_take_only_their_own_settings(argv, says):
+    from evaluate import check_roads
+    from plumbing import options
+
+    p = options.Parser("")
+    for flag in ("--power-sample", "--power-smc", "--scalable-power"):
+        p.add(flag, action="store_true")
+    for setting in ("--alpha", "--particles", "--rollouts"):
+        p.add(setting)
+    p.parse_args(argv)
+    with pytest.raises(SystemExit, match=says):
+        check_roads(p.given())

@@ -1,5 +1,6 @@
-"""power_sample.py: the acceptance ratio by hand, the chain against pi_ref^alpha on theory.py's listed
-language, the language-model proposal against teacher forcing, and theory_family.py's exact checks."""
+"""power_sample.py: the acceptance ratio and the jackknife by hand; the MH chain, Power-SMC and scalable power
+sampling against pi_ref^alpha on theory.py's listed language; the language-model roads against teacher forcing and
+plain sampling; and theory_family.py's exact checks."""
 
 import math
 
@@ -10,7 +11,7 @@ import rollout as plain_rollout
 import theory as T
 from conftest import tiny_qwen
 from family import theory_family as F
-from family.power_sample import acceptance, power_rollout, splice
+from family.power_sample import acceptance, jackknife, power_rollout, scalable_rollout, smc_rollout, splice
 from plumbing import fast_rollout
 from rollout import left_pad
 
@@ -48,7 +49,7 @@ def test_mcmc_reaches_pi_ref_to_the_alpha_on_the_listed_language(alpha):
     ref = T.reference()
     _, _, ref_logp, _, _ = T.space(ref, T.correct_long, False)
     goal = T.power(ref_logp, alpha)
-    mcmc = F.mcmc_distribution(ref, alpha, chains=20_000, mcmc_steps=16)
+    mcmc, _ = F.mcmc_distribution(ref, alpha, chains=20_000, mcmc_steps=16)
     assert T.tv(mcmc, goal) < 0.03
     assert T.tv(ref_logp.exp(), goal) > 0.4  # it had far to go
 
@@ -56,7 +57,7 @@ def test_mcmc_reaches_pi_ref_to_the_alpha_on_the_listed_language(alpha):
 def test_without_the_length_term_the_chain_settles_elsewhere():
     ref = T.reference()
     _, _, ref_logp, _, _ = T.space(ref, T.correct_long, False)
-    biased = F.mcmc_distribution(ref, 2.0, chains=20_000, mcmc_steps=16, length_correction=False)
+    biased, _ = F.mcmc_distribution(ref, 2.0, chains=20_000, mcmc_steps=16, length_correction=False)
     assert T.tv(biased, T.power(ref_logp, 2.0)) > 0.08  # measured 0.12; the corrected chain: 0.005
 
 
@@ -96,6 +97,82 @@ def test_language_model_proposal_and_power_rollout(sampler):
     assert 0 < ended.sum() < len(prompts)
     prompt, _ = left_pad(prompts, 0, "cpu")
     assert torch.equal(roll.sequences[:, : prompt.shape[1]], prompt)
+
+
+def test_jackknife_by_hand():
+    # p^alpha of two candidates 1/2 each; futures' x = p(f)^(alpha - 1): (1, 3) and (2, 2). zeta_hat = (2, 2): pi_hat = (1/2, 1/2).
+    # Without future 0: zeta = (3, 2), pi = (3/5, 2/5); without future 1: zeta = (1, 2), pi = (1/3, 2/3).
+    # pi_JK = 2 pi_hat - (1/2)(pi_(-0) + pi_(-1)) = (1 - 7/15, 1 - 8/15) = (8/15, 7/15)
+    head = torch.tensor([[0.5, 0.5]]).log()
+    x = torch.tensor([[[1.0, 3.0], [2.0, 2.0]]]).log()
+    torch.testing.assert_close(jackknife(head, x), torch.tensor([[8 / 15, 7 / 15]]))
+    # one future each: no jackknife, the plain ratio: (1/2 * 1, 1/2 * 2) / 1.5
+    torch.testing.assert_close(jackknife(head, x[..., :1]), torch.tensor([[1 / 3, 2 / 3]]))
+
+
+def listed(alpha):
+    ref = T.reference()
+    tokens, mask, ref_logp, _, _ = T.space(ref, T.correct_long, False)
+    low = T.token_logp(alpha * ref, tokens, mask).sum(-1).exp()  # each token from softmax(alpha z): temperature 1/alpha
+    return ref, T.power(ref_logp, alpha), low
+
+
+ANSWERS = 5000
+
+
+def test_smc_converges_to_pi_ref_to_the_alpha_as_particles_grow():
+    ref, goal, low = listed(2.0)
+    floor = F.exact_sample_tv(goal, ANSWERS)  # 0.016
+    one, cost_one = F.smc_distribution(ref, 2.0, ANSWERS, particles=1)
+    assert T.tv(one, low) < 2 * F.exact_sample_tv(low, ANSWERS)  # one particle: temperature 1/alpha
+    assert T.tv(one, goal) > 0.45  # which is far from p^alpha (exactly: 0.494)
+    many, cost_many = F.smc_distribution(ref, 2.0, ANSWERS, particles=64)
+    assert T.tv(many, goal) < 1.5 * floor
+    assert 60 * cost_one < cost_many < 64 * cost_one  # the particles' tokens; resampled ones end at other lengths
+
+
+def test_scalable_power_sampling_converges_to_pi_ref_to_the_alpha_as_futures_grow():
+    ref, goal, low = listed(2.0)
+    floor = F.exact_sample_tv(goal, ANSWERS)
+    one, _ = F.scalable_distribution(ref, 2.0, ANSWERS, rollouts=1)
+    assert T.tv(one, goal) > 0.1  # one future: zeta_hat is a single p(f)^(alpha - 1) (measured 0.13)
+    many, _ = F.scalable_distribution(ref, 2.0, ANSWERS, rollouts=16)
+    assert T.tv(many, goal) < 1.5 * floor
+    top2, _ = F.scalable_distribution(ref, 2.0, ANSWERS, rollouts=16, candidates=2)
+    assert T.tv(top2, goal) > 0.5  # two candidates of four: the others are never drawn
+
+
+def test_smc_with_one_particle_is_plain_sampling_at_temperature_one_over_alpha():
+    model, prompts = tiny_qwen(), [[5, 6, 7], [8, 9], [10, 11, 12, 13]] * 2
+    roll, sampled = smc_rollout(model, prompts, 12, [1], 0, 2.0, 1, torch.Generator().manual_seed(3))
+    plain = plain_rollout.rollout(model, prompts, 12, [1], 0, 0.5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(roll.sequences, plain.sequences) and sampled == int(plain.lengths.sum())
+    # the log-probs it reports are p's, not q's
+    from model import response_logprobs
+
+    torch.testing.assert_close(
+        roll.logprobs, response_logprobs(model, roll.sequences, roll.attention_mask, roll.response_mask)[0]
+    )
+
+
+@pytest.mark.parametrize("road", ["smc", "scalable"])
+def test_language_model_roads_report_p_and_their_cost(road):
+    from model import response_logprobs
+
+    model, prompts = tiny_qwen(), [[5, 6, 7], [8, 9], [10, 11, 12, 13]] * 2
+    gen = torch.Generator().manual_seed(0)
+    if road == "smc":
+        roll, sampled = smc_rollout(model, prompts, 10, [1], 0, 4.0, 6, gen)
+        most = 6 * 10 * len(prompts)  # six particles per answer, each at most 10 tokens
+    else:
+        roll, sampled = scalable_rollout(model, prompts, 10, [1], 0, 4.0, 3, 2, fast_rollout.rollout, gen)
+        # at token t of an answer: 3 candidates x 2 futures of at most 10 - t - 1 tokens, then the token itself
+        most = sum(sum(1 + 3 * 2 * (10 - t - 1) for t in range(n)) for n in roll.lengths.tolist())
+    assert roll.lengths.sum() < sampled <= most
+    logp, _ = response_logprobs(model, roll.sequences, roll.attention_mask, roll.response_mask)
+    torch.testing.assert_close(roll.logprobs, logp, atol=1e-5, rtol=0)
+    ended = roll.responses.eq(1).logical_and(roll.response_mask).any(-1)
+    assert torch.equal(ended, ~roll.truncated) and (roll.lengths[roll.truncated] == 10).all()
 
 
 def test_self_rewards_reach_their_optima_on_the_table():

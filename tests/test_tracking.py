@@ -170,3 +170,8 @@ def test_evaluate_puts_its_table_in_tensorboard(tmp_path):
     )
     session = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     assert b"base=a" in session  # the options, --compare's list as its text
+
+
+def test_evaluate_without_out_or_tracking_tracks_nothing():
+    # the default command line, `python evaluate.py --model ...`: no --out, --report-to none
+    evaluate.track({"model": {"pass@1": 0.5}}, argparse.Namespace(report_to="none", out=None))
