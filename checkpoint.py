@@ -55,15 +55,22 @@ def write_folder(final, model, tokenizer, trainer_state=None, weights=None):
     `weights`: a full state dict to write in place of the model's own (a sharded model's, gathered)."""
     tmp = final + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, state_dict=weights)
-    tokenizer.save_pretrained(tmp)
-    if trainer_state is not None:
-        torch.save(trainer_state, os.path.join(tmp, "trainer.pt"))
-    sums = {name: _sha256(os.path.join(tmp, name)) for name in sorted(os.listdir(tmp))}
-    with open(os.path.join(tmp, MARKER), "w") as f:
-        json.dump({"sha256": sums}, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        model.save_pretrained(tmp, state_dict=weights)
+        tokenizer.save_pretrained(tmp)
+        if trainer_state is not None:
+            torch.save(trainer_state, os.path.join(tmp, "trainer.pt"))
+        sums = {name: _sha256(os.path.join(tmp, name)) for name in sorted(os.listdir(tmp))}
+        with open(os.path.join(tmp, MARKER), "w") as f:
+            json.dump({"sha256": sums}, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as err:  # a full disk, a read-only folder (torch.save says so as a RuntimeError)
+        shutil.rmtree(tmp, ignore_errors=True)  # the half-written copy would only take the space a retry needs
+        raise SystemExit(
+            f"error: cannot write {final} ({getattr(err, 'strerror', None) or str(err).splitlines()[0]}): free some "
+            f"space or fix the permissions, then --resume (the checkpoints already written are intact)"
+        ) from None
     old = final + ".old"
     if os.path.exists(final):  # a kill between these renames leaves final.old and final.tmp, both whole
         shutil.rmtree(old, ignore_errors=True)

@@ -71,11 +71,25 @@ def load_tokenizer(path):
 def load_model(path, device, dtype=torch.float32):
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # a missing folder, a weights file cut short (SafetensorError), a foreign pickle, ...
         raise SystemExit(
-            f"could not load model {path!r}: expected a hub id or a local folder with config.json and weights ({type(err).__name__})"
-        )
+            f"error: could not load model {path!r}: expected a hub id or a local folder with config.json and whole "
+            f"weights ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
     return model.to(device)
+
+
+@torch.no_grad()
+def finite(model, probe):
+    """Whether every weight this rank holds is finite and so are the logits of a probe, token ids [1, T] (weights
+    can be finite and still so large that the logits overflow). A 0-d bool tensor: with --fsdp each rank checks
+    its own shards, and the caller agrees over ranks."""
+    from sharding import local
+
+    weights = torch.stack([torch.isfinite(local(p)).all() for p in model.parameters()]).all()
+    ones = torch.ones_like(probe)
+    logp, entropy = response_logprobs(model, probe, ones, ones[:, -1:].bool(), entropy=True)  # the last position's
+    return weights & torch.isfinite(logp).all() & torch.isfinite(entropy).all()
 
 
 def frozen_copy(model, dtype=None):

@@ -29,10 +29,19 @@ import checkpoint
 import distributed
 import options
 import sharding
-from data import default_template, drop_long_prompts, load_or_exit
+from data import build_prompt, check_template, default_template, drop_long_prompts, load_or_exit
 from evaluate import sample_and_grade
 from loss import AGGREGATIONS, BASELINES, token_weights
-from model import frozen_copy, load_model, load_tokenizer, micro_batches, pick_device, resolve_model_path, response_logprobs
+from model import (
+    finite,
+    frozen_copy,
+    load_model,
+    load_tokenizer,
+    micro_batches,
+    pick_device,
+    resolve_model_path,
+    response_logprobs,
+)
 from rewards import NORMALIZATIONS, TaskGrader
 from run_folder import RunFolder
 
@@ -87,7 +96,7 @@ def parser(description, out):
     p.add("--keep", type=options.COUNT, default=2, help="checkpoints kept")
     p.add("--resume", action="store_true", help="continue the run in --out from its newest good checkpoint")
     p.add("--overwrite", action="store_true", help="replace the run in --out (its log and checkpoints are deleted)")
-    p.add("--seed", type=options.NATURAL, default=0)
+    p.add("--seed", type=options.SEED, default=0)
     p.add("--device", help="cpu, cuda, ... (default: cuda if available)")
     return p
 
@@ -106,13 +115,25 @@ class Run:
             parser.error("--resume and --overwrite exclude each other")
         self.dist = dist = distributed.setup(pick_device(args.device))
         self.folder = RunFolder(args.out)
+        args.trainer = parser.prog  # the script: only it resumes this run (another offers other modes)
         if dist.is_main:
             self.folder.claim(args.resume, args.overwrite)
         if args.resume:
-            args = self.folder.resumed_config(args, parser.given())
+            args = self.folder.resumed_config(args, parser)
         self.args = args = options.fill_task_defaults(args)
         if args.prompts_per_step % dist.world:
             raise SystemExit(f"error: --prompts-per-step {args.prompts_per_step} must be divisible by the {dist.world} ranks")
+        self.template = check_template(args.template or default_template(args.dataset))
+        self.start_step = 0
+        if args.resume:
+            path = checkpoint.latest(args.out)
+            state = checkpoint.load_trainer_state(path)
+            self.start_step = state["step"]
+            if args.steps < self.start_step:
+                raise SystemExit(
+                    f"error: --resume: --steps {args.steps} is below the checkpoint's step {self.start_step} ({path}): "
+                    f"give --steps {self.start_step} or more"
+                )
         random.seed(args.seed)
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)
@@ -122,7 +143,6 @@ class Run:
         args.model = resolve_model_path(args.model, args.dataset)
         self.tokenizer = load_tokenizer(args.model)
         base = load_model(args.model, dist.device)
-        self.template = args.template or default_template(args.dataset)
         fit = (self.tokenizer, self.template, base.config, args.max_new_tokens)
         self.train_rows = drop_long_prompts(train_rows, *fit, "training set")
         self.eval_rows = drop_long_prompts(eval_rows, *fit, "evaluation set")
@@ -133,12 +153,11 @@ class Run:
         self.eval_grader = TaskGrader(args.eval_dataset or args.dataset, args.grader)
         # Sampled at temperature 1 without top-k/top-p, the rollout's log-probs are pi_theta's own.
         self.sampled_from_policy = args.temperature == 1 and not args.top_k and args.top_p == 1
-        self.start_step = 0
+        # A fixed prompt whose logits must stay finite before a model is saved (check_parameters)
+        probe = build_prompt(self.tokenizer, self.eval_rows[0]["question"], self.template)
+        self.probe = torch.tensor([self.tokenizer.encode(probe, add_special_tokens=False)], device=dist.device)
         if args.resume:
-            path = checkpoint.latest(args.out)
-            state = checkpoint.load_trainer_state(path)
             base = load_model(path, dist.device)
-            self.start_step = state["step"]
         self.policy = base.train()
         if args.gradient_checkpointing:
             self.policy.activation_checkpointing_enable()
@@ -164,6 +183,8 @@ class Run:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         if dist.is_main:
+            if args.overwrite:  # only now, with the data, the model and every option found good
+                self.folder.clear()
             self.folder.save_config(args)  # the values in effect, --resume's included
             if args.resume:
                 self.folder.keep_log_until(self.start_step)
@@ -229,6 +250,8 @@ class Run:
                 gen,
                 args.plain_rollout,
             )
+        finite = torch.isfinite(roll.logprobs).all() & torch.isfinite(roll.certainty).all()
+        self._stop_unless(finite, "the policy's logits are not finite: the run diverged (a lower --lr may help)")
         return roll, r, answers
 
     @torch.no_grad()
@@ -278,14 +301,21 @@ class Run:
         self.opt.zero_grad(set_to_none=True)
         return None
 
-    def check_parameters(self):
-        """After an update: every parameter finite, or stop before anything is saved."""
-        bad = torch.stack([~torch.isfinite(sharding.local(p)).all() for p in self.policy.parameters()]).any()
-        if self.dist.sum(bad).item():  # each rank checks what it holds (its shards with --fsdp); all stop together
-            raise SystemExit(
-                "error: the update left non-finite parameters: stopping without saving "
-                "(the last checkpoint is intact; --resume continues from it)"
-            )
+    def check_parameters(self, logits=False):
+        """After an update: every parameter finite, or stop before anything is saved. logits=True, before a save:
+        the probe prompt's logits too (finite weights can be large enough for the logits to overflow)."""
+        if logits:
+            with sharding.full_weights(self.policy):  # --fsdp: gathered for the probe, and every unit resharded after
+                ok = finite(self.policy, self.probe)
+            self._stop_unless(ok, "the model's weights or logits are not finite")
+            return
+        finite_weights = torch.stack([torch.isfinite(sharding.local(p)).all() for p in self.policy.parameters()]).all()
+        self._stop_unless(finite_weights, "the update left non-finite parameters")
+
+    def _stop_unless(self, ok, why):
+        """Stop every rank unless `ok` holds on all of them (each checks what it holds: its shards with --fsdp)."""
+        if self.dist.sum(~torch.as_tensor(ok)).item():
+            raise SystemExit(f"error: {why}: stopping without saving (the last checkpoint is intact; --resume continues from it)")
 
     # -------------------------------------------------------------------------
     def metrics(self, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0):
@@ -311,6 +341,7 @@ class Run:
         m["entropy"] = dist.sum((entropy * mask).sum()).item() / tokens
         m["zero_std_groups"] = dist.sum((R.view(-1, G).std(1) < 1e-8).float().sum()).item() / (n / G)
         m["loss"] = dist.sum(loss).item()
+        self._stop_unless(math.isfinite(m["loss"]), "the loss is not finite")
         m["grad_norm"] = grad_norm if grad_norm is not None else float("nan")
         m["lr"] = self.sched.get_last_lr()[0]  # read before sched.step(): the lr this step's update used
         m["step_time"] = time.time() - t0
@@ -338,6 +369,7 @@ class Run:
         """A checkpoint of the model after `step` updates (rank 0 writes it); never right after a skipped step."""
         if step == self.saved_step or self.bad_steps:
             return
+        self.check_parameters(logits=True)  # only a model that can still sample is saved
         self.saved_step = step
         # --fsdp: every rank takes part in gathering the full weights and optimizer state to rank 0
         weights = sharding.full_weights_state(self.policy)  # None: not sharded, the model's own is full
@@ -356,8 +388,12 @@ class Run:
     def finish(self):
         """The last checkpoint, and the final model in out/final (what evaluate.py loads), both verified on load."""
         self.save(self.args.steps)
-        self.check_parameters()
+        self.check_parameters(logits=True)
         weights = sharding.full_weights_state(self.policy)
         if self.dist.is_main:
             checkpoint.write_folder(os.path.join(self.args.out, "final"), self.policy, self.tokenizer, weights=weights)
         self.dist.close()
+        # The run is complete: a signal now must not make it look failed. Python resets its handlers to the default
+        # while the interpreter shuts down (a Ctrl-C there killed the process: exit 130), but keeps "ignore".
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)

@@ -2,6 +2,10 @@
 skipped and three stop the run, a non-finite update stops it before anything is saved, and micro-batching
 changes nothing."""
 
+import math
+import os
+import signal
+
 import pytest
 import torch
 
@@ -102,3 +106,41 @@ def test_gradient_checkpointing_takes_the_same_step(tmp_path):
         params.append([p.detach().clone() for p in run.policy.parameters()])
     for a, b in zip(*params):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_logits_that_overflow_stop_the_run_and_nothing_is_saved(tmp_path, keep_signals):
+    """Weights that are finite but so large that the logits overflow (what --lr 1e38 leaves after one step): the
+    rollout, a save and the final model each stop the run; no checkpoint and no final/ are written."""
+    out = str(tmp_path / "run")
+    run = make_run(out, "--steps", "1")
+    with torch.no_grad():
+        for p in run.policy.parameters():
+            p.mul_(1e30)
+    run.check_parameters()  # every weight is finite...
+    with pytest.raises(SystemExit, match="the policy's logits are not finite"):
+        run.sample(run.prompts(0), 0)  # ...but not what they compute
+    for stop in (lambda: run.save(1), run.finish):
+        with pytest.raises(SystemExit, match="weights or logits are not finite: stopping without saving") as err:
+            stop()
+        assert "\n" not in str(err.value)
+    assert sorted(os.listdir(out)) == [".lock", "config.json"]
+
+
+def test_a_non_finite_loss_stops_the_run(tmp_path, keep_signals):
+    run = make_run(str(tmp_path / "run"))
+    roll, r, answers = run.sample(run.prompts(0), 0)
+    logp, entropy = run.policy_logprobs(roll, fresh=False)
+    args = (roll, r, r.float(), run.score(run.ref, roll), logp, entropy, answers)
+    assert math.isfinite(run.metrics(*args, 0.5, 1.0, 0.0)["loss"])
+    with pytest.raises(SystemExit, match="the loss is not finite"):
+        run.metrics(*args, float("nan"), 1.0, 0.0)
+
+
+def test_a_completed_run_ignores_a_late_signal(tmp_path, keep_signals):
+    """Python puts back the default handlers while the interpreter shuts down: a Ctrl-C there killed a run that had
+    completed (exit 130). "Ignore" is kept."""
+    out = str(tmp_path / "run")
+    run = make_run(out, "--steps", "1")
+    run.finish()
+    assert os.path.isdir(os.path.join(out, "final"))
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN and signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
