@@ -20,6 +20,7 @@ import shutil
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 _STEP = re.compile(r"^step_(\d+)$")
 MARKER = "COMPLETE"
@@ -65,7 +66,7 @@ def write_folder(final, model, tokenizer, trainer_state=None, weights=None):
             json.dump({"sha256": sums}, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-    except (OSError, RuntimeError) as err:  # a full disk, a read-only folder (torch.save says so as a RuntimeError)
+    except (OSError, RuntimeError, SafetensorError) as err:  # a full disk, a read-only folder, as each writer says it
         shutil.rmtree(tmp, ignore_errors=True)  # the half-written copy would only take the space a retry needs
         raise SystemExit(
             f"error: cannot write {final} ({getattr(err, 'strerror', None) or str(err).splitlines()[0]}): free some "
@@ -132,7 +133,9 @@ def latest(run_dir):
         if problem is None:
             return path
         print(f"warning: skipping checkpoint {path}: {problem}; trying an older one")
-    raise SystemExit(f"error: --resume: no good checkpoint in {run_dir}")
+    raise SystemExit(
+        f"error: --resume: no good checkpoint in {run_dir}: start the run again with --overwrite in place of --resume"
+    )
 
 
 def verified(path):

@@ -156,6 +156,8 @@ def _to_rows(
         warnings.warn(f"{source}: dropped {dropped} rows whose gold answer could not be read")
     if empty:
         warnings.warn(f"{source}: dropped {empty} rows whose question is empty")
+    if not rows:
+        raise ValueError(f"{source}: no row has both a question and a readable gold answer")
     return rows
 
 
@@ -180,8 +182,14 @@ def _read_file(path: Path):
     if path.suffix == ".parquet":
         from datasets import load_dataset
 
-        return load_dataset("parquet", data_files=str(path), split="train")
-    text = path.read_text(encoding="utf-8")
+        try:
+            return load_dataset("parquet", data_files=str(path), split="train")
+        except Exception as err:  # pyarrow's errors: a file cut short, not parquet at all
+            raise ValueError(f"{path} could not be read as parquet ({type(err).__name__}: {err})") from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}): save it as UTF-8") from None
     exact = dict(parse_float=str, parse_int=str)
     try:
         if path.suffix == ".json" and text.lstrip()[:1] in ("[", "{"):

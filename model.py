@@ -57,10 +57,11 @@ def load_tokenizer(path):
         )
     try:
         tok = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # a folder's tokenizer.json or config.json damaged, a hub id offline, ...
         raise SystemExit(
-            f"could not load tokenizer {path!r}: expected a hub id or a local folder with tokenizer files ({type(err).__name__})"
-        )
+            f"error: could not load tokenizer {path!r}: expected a hub id or a local folder with whole tokenizer files "
+            f"and config.json ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
     # Rollouts left-pad prompts, so a pad id is needed; EOS is the conventional stand-in.
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token

@@ -9,12 +9,14 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import checkpoint
@@ -259,7 +261,7 @@ def test_a_model_folder_without_tokenizer_files_is_one_line(tmp_path, tiny):
 # a full disk, a read-only folder, a weights file cut short
 
 
-@pytest.mark.parametrize("where", ["weights", "trainer.pt"])
+@pytest.mark.parametrize("where", ["weights", "safetensors", "trainer.pt"])
 def test_a_full_disk_during_a_save_is_one_line_and_leaves_nothing_half_written(tmp_path, tiny, tokenizer, monkeypatch, where):
     run_dir = str(tmp_path)
     first = checkpoint.save(run_dir, 1, tiny, tokenizer, {})
@@ -267,9 +269,11 @@ def test_a_full_disk_during_a_save_is_one_line_and_leaves_nothing_half_written(t
     def full_disk(*args, **kwargs):
         if where == "weights":
             raise OSError(errno.ENOSPC, "No space left on device")
+        if where == "safetensors":  # what save_pretrained raised on a full tmpfs
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
         raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")  # torch.save's own
 
-    monkeypatch.setattr(*((tiny, "save_pretrained") if where == "weights" else (checkpoint.torch, "save")), full_disk)
+    monkeypatch.setattr(*((checkpoint.torch, "save") if where == "trainer.pt" else (tiny, "save_pretrained")), full_disk)
     with pytest.raises(SystemExit) as err:
         checkpoint.save(run_dir, 2, tiny, tokenizer, {})
     message = str(err.value)
@@ -296,4 +300,15 @@ def test_a_truncated_weights_file_without_a_marker_is_one_line(tmp_path, tiny):
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(SystemExit, match=re.escape(f"error: could not load model {str(tmp_path)!r}")) as err:
         load_model(str(tmp_path), "cpu")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("damaged", ["tokenizer.json", "config.json"])
+def test_a_damaged_tokenizer_or_config_is_one_line(tmp_path, damaged):
+    from model import load_tokenizer
+
+    shutil.copytree(os.path.join(ROOT, "toy_models", "toy"), tmp_path / "m")
+    (tmp_path / "m" / damaged).write_text("{garbage")
+    with pytest.raises(SystemExit, match=re.escape(f"error: could not load tokenizer {str(tmp_path / 'm')!r}")) as err:
+        load_tokenizer(str(tmp_path / "m"))
     assert "\n" not in str(err.value)

@@ -4,6 +4,7 @@ Run folders (no run wiped by accident, one run per folder), --resume (the log re
 the run's own options), option ranges, data read exactly as written, prompts too long for the model,
 Ctrl-C. The end-to-end cases run the scripts themselves (marked slow)."""
 
+import contextlib
 import json
 import os
 import re
@@ -475,3 +476,19 @@ def test_a_template_must_hold_problem_and_nothing_else(template, says):
 def test_good_templates_pass_as_they_are():
     for template in ("{problem}", "Q: {problem} A: {problem}", "{problem} \\boxed{{}}"):
         assert data.check_template(template) == template
+
+
+@pytest.mark.parametrize(
+    "name,content,says",
+    [
+        ("latin1.jsonl", b'{"question": "1+1", "answer": "\xff"}\n', "is not UTF-8 text (byte 31: invalid start byte)"),
+        ("cut.parquet", b"PAR1\x00\x01", "could not be read as parquet"),
+        ("blank.jsonl", b'{"question": "", "answer": "1"}\n', "no row has both a question and a readable gold answer"),
+    ],
+)
+def test_unreadable_data_files_are_one_line_naming_the_file(tmp_path, name, content, says):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.warns() if name == "blank.jsonl" else contextlib.nullcontext(), pytest.raises(SystemExit) as err:
+        data.load_or_exit(str(path))
+    assert str(err.value).startswith(f"error: {path}") and says in str(err.value) and "\n" not in str(err.value)
