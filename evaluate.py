@@ -252,7 +252,7 @@ NOT_FINITE = "error: {} gives non-finite weights or logits (a diverged run?): ev
 def finite_samples(sampled, path):
     """sample_and_grade's output, once its log-probs are found finite (a diverged model samples garbage)."""
     roll = sampled[0]
-    if not (torch.isfinite(roll.logprobs).all() and torch.isfinite(roll.certainty).all()):
+    if not torch.isfinite(roll.logprobs).all():  # (power sampling leaves entropy and certainty NaN: not tracked)
         raise SystemExit(NOT_FINITE.format(path))
     return sampled
 

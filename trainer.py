@@ -250,8 +250,8 @@ class Run:
                 gen,
                 args.plain_rollout,
             )
-        finite = torch.isfinite(roll.logprobs).all() & torch.isfinite(roll.certainty).all()
-        self._stop_unless(finite, "the policy's logits are not finite: the run diverged (a lower --lr may help)")
+        why = "the policy's logits are not finite: the run diverged (a lower --lr may help)"
+        self._stop_unless(torch.isfinite(roll.logprobs).all(), why)  # a NaN or +inf logit: the sampled token's log-prob is NaN
         return roll, r, answers
 
     @torch.no_grad()
