@@ -47,8 +47,9 @@ import rollout
 from family.power_sample import ROADS, smc_rollout
 from model import load_model, load_tokenizer, pick_device, resolve_model_path
 from plumbing import checkpoint, distributed, fast_rollout, tracking
+from plumbing.run_folder import write_json_atomically, writing
 from rewards import TaskGrader
-from tasks.data import default_template, drop_long_prompts, load_or_exit
+from tasks.data import check_template, default_template, drop_long_prompts, load_or_exit
 
 
 def pass_at_k(n, c, k):
@@ -165,11 +166,14 @@ def summarize(records, greedy=None, trials=1000, seed=0):
 
 
 def evaluate_model(path, args, dist):
+    rows = load_or_exit(args.dataset, args.split, args.limit, args.seed, args.question_key, args.answer_key)
+    template = check_template(args.template or default_template(args.dataset))
     tokenizer = load_tokenizer(path)
     model = load_model(path, dist.device)
-    rows = load_or_exit(args.dataset, args.split, args.limit, args.seed, args.question_key, args.answer_key)
-    template = args.template or default_template(args.dataset)
     rows = drop_long_prompts(rows, tokenizer, template, model.config, args.max_new_tokens, args.dataset)
+    probe = rows[0]["prompt_ids"]  # a fixed prompt whose logits must be finite: a diverged model is refused
+    if not checkpoint.finite(model, torch.tensor([probe], device=dist.device)):
+        raise SystemExit(NOT_FINITE.format(path))
     mine = rows[dist.rank :: dist.world]  # each rank evaluates its own slice of the problems
     grader = TaskGrader(args.dataset, args.grader)
     sampler = rollout.rollout if args.plain_rollout else fast_rollout.rollout
@@ -187,10 +191,22 @@ def evaluate_model(path, args, dist):
         sampled = sample_and_grade(
             model, tokenizer, chunk, grader, args.n, gen, temperature=args.temperature, sampler=drawn, **common
         )
-        records += records_of(chunk, args.n, *sampled, seconds=time.perf_counter() - start)
-    greedy = records_of(mine, 1, *sample_and_grade(model, tokenizer, mine, grader, 1, temperature=0.0, sampler=sampler, **common))
+        records += records_of(chunk, args.n, *finite_samples(sampled, path), seconds=time.perf_counter() - start)
+    greedy = sample_and_grade(model, tokenizer, mine, grader, 1, temperature=0.0, sampler=sampler, **common)
+    greedy = records_of(mine, 1, *finite_samples(greedy, path))
     records, greedy = dist.gather_lists(records), dist.gather_lists(greedy)
     return summarize(records, greedy, args.trials, args.seed) if dist.is_main else None
+
+
+NOT_FINITE = "error: {} gives non-finite weights or logits (a diverged run?): evaluate one of its earlier checkpoints"
+
+
+def finite_samples(sampled, path):
+    """sample_and_grade's output, once its log-probs are found finite (a diverged model samples garbage)."""
+    roll = sampled[0]
+    if not torch.isfinite(roll.logprobs).all():  # (power sampling leaves entropy and certainty NaN: not tracked)
+        raise SystemExit(NOT_FINITE.format(path))
+    return sampled
 
 
 ROAD_OPTIONS = {
@@ -244,15 +260,19 @@ def training_cost(run):
     log, config = os.path.join(run, "log.jsonl"), os.path.join(run, "config.json")
     if not (os.path.exists(log) and os.path.exists(config)):
         return {}
-    with open(config) as f:
-        cfg = json.load(f)
-    with open(log) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    batch = cfg["prompts_per_step"] * cfg["group_size"]
-    return {
-        "train_tokens": float(sum(row["length"] * batch for row in rows if "length" in row)),
-        "train_time": float(sum(row["step_time"] for row in rows if "step_time" in row)),
-    }
+    try:
+        with open(config) as f:
+            cfg = json.load(f)
+        with open(log) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        batch = cfg["prompts_per_step"] * cfg["group_size"]
+        return {
+            "train_tokens": float(sum(row["length"] * batch for row in rows if row.get("length") is not None)),
+            "train_time": float(sum(row["step_time"] for row in rows if row.get("step_time") is not None)),
+        }
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:  # the cost is a side note: say why it is missing
+        print(f"warning: {run}: no training cost ({type(err).__name__} reading its config.json and log.jsonl)")
+        return {}
 
 
 FORMATS = {"length": "{:.1f}", "tokens_per_answer": "{:.1f}", "train_tokens": "{:.0f}", "train_time": "{:.0f}"}
@@ -289,9 +309,7 @@ def report(results, out, logs):
                 print(f"{name} {key}: " + ", ".join(f"{g}: {v:.3f}" for g, v in res[key].items()))
     if not out:
         return
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(results, f, indent=1)
+    write_results(results, out)
     print(f"wrote {out}")
     stem = os.path.splitext(out)[0]
     if logs and plot.plot_runs(logs, stem + ".png"):
@@ -312,7 +330,32 @@ def track(results, args):
         tracker.close()
 
 
-def main():
+def write_results(results, out):
+    """The metrics so far, as JSON: written whole or not at all (after each model, so a later failure keeps them)."""
+    with writing(out):
+        write_json_atomically(out, results)
+
+
+def read_tables(paths):
+    """The tables of earlier --out runs, {model: metrics}, checked: one line for a file that is not one, or for
+    a model name that two files hold."""
+    results, source = {}, {}
+    for path in paths:
+        try:
+            with open(path) as f:
+                table = json.load(f)
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"error: --merge: cannot read {path} ({getattr(err, 'strerror', None) or err})") from None
+        if not (isinstance(table, dict) and table and all(isinstance(m, dict) and "pass@1" in m for m in table.values())):
+            raise SystemExit(f"error: --merge: {path} is not a table written by evaluate.py --out ({{model: {{metric: value}}}})")
+        for name, metrics in table.items():
+            if name in source:
+                raise SystemExit(f"error: --merge: {name!r} is in both {source[name]} and {path}: rename it in one of them")
+            results[name], source[name] = metrics, path
+    return results
+
+
+def parser():
     p = options.Parser(__doc__)
     p.add("--model", help="hub id or folder (default: the toy model of a toy dataset)")
     p.add("--compare", nargs="+", metavar="NAME=PATH", help="evaluate several models/runs side by side")
@@ -344,7 +387,7 @@ def main():
     p.add("--ess-threshold", type=options.TOP_P, default=0.5, help="--power-smc: resample when ESS < this x particles")
     p.add("--candidates", type=options.COUNT, default=4, help="--scalable-power: top-K tokens weighed at each step")
     p.add("--rollouts", type=options.COUNT, default=4, help="--scalable-power: futures per candidate (jackknife from 2)")
-    p.add("--seed", type=options.NATURAL, default=0)
+    p.add("--seed", type=options.SEED, default=0)
     p.add("--out", help="write the metrics as JSON here (and the training curves and pass@k figure next to it)")
     p.add(
         "--merge",
@@ -353,6 +396,11 @@ def main():
         help="print (and with --out, plot) tables written by earlier --out runs, side by side",
     )
     tracking.add_option(p)
+    return p
+
+
+def main():
+    p = parser()
     args = p.parse_args()
     if args.report_to != "none" and not args.out:
         p.error("--report-to needs --out: its files go in a folder named after the JSON (runs/eval.json: runs/eval/)")
@@ -362,11 +410,13 @@ def main():
     dist = distributed.setup(pick_device())
     torch.manual_seed(args.seed)
 
+    if args.out and dist.is_main:  # an unwritable --out fails now, not after the evaluation (nothing is replaced yet)
+        with writing(args.out):
+            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+            open(args.out + ".tmp", "w").close()
+            os.remove(args.out + ".tmp")
     if args.merge:  # tables written by earlier runs of this script, side by side
-        results = {}
-        for path in args.merge:
-            with open(path) as f:
-                results.update(json.load(f))
+        results = read_tables(args.merge)
         report(results, args.out, {})
         track(results, args)
         return
@@ -378,6 +428,8 @@ def main():
         if dist.is_main:
             results[name] |= training_cost(path)
             print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if not isinstance(v, dict)})}")
+            if args.out:
+                write_results(results, args.out)
     if dist.is_main:
         logs = {name: os.path.join(path, "log.jsonl") for name, path in runs.items()}
         report(results, args.out, {name: log for name, log in logs.items() if os.path.exists(log)})

@@ -57,10 +57,11 @@ def load_tokenizer(path):
         )
     try:
         tok = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # a folder's tokenizer.json or config.json damaged, a hub id offline, ...
         raise SystemExit(
-            f"could not load tokenizer {path!r}: expected a hub id or a local folder with tokenizer files ({type(err).__name__})"
-        )
+            f"error: could not load tokenizer {path!r}: expected a hub id or a local folder with whole tokenizer files "
+            f"and config.json ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
     # Rollouts left-pad prompts, so a pad id is needed; EOS is the conventional stand-in.
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -71,13 +72,15 @@ def load_tokenizer(path):
 def load_model(path, device, dtype=torch.float32):
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # a missing folder, a weights file cut short (SafetensorError), a foreign pickle, ...
         raise SystemExit(
-            f"could not load model {path!r}: expected a hub id or a local folder with config.json and weights ({type(err).__name__})"
-        )
+            f"error: could not load model {path!r}: expected a hub id or a local folder with config.json and whole "
+            f"weights ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
     return model.to(device)
 
 
+@torch.no_grad()
 def frozen_copy(model, dtype=None):
     """The reference model pi_ref: an exact copy of the starting policy that never trains."""
     ref = copy.deepcopy(model).eval().requires_grad_(False)

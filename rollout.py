@@ -65,7 +65,8 @@ def sampling_logprobs(logits, temperature=1.0, top_k=0, top_p=1.0):
     if top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         probs = sorted_logits.softmax(-1)
-        drop = probs.cumsum(-1) - probs >= top_p  # the tokens ranked above already hold top_p (the first stays)
+        drop = probs.cumsum(-1) - probs >= top_p  # the tokens ranked above already hold top_p
+        drop[..., 0] = False  # the top token always stays: a top_p that rounds to 0 in float32 (< 1.4e-45) means it alone
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
     return logits.log_softmax(-1)
 
@@ -122,7 +123,9 @@ def rollout(
         if temperature == 0:
             token[running] = logp[running].argmax(-1)
         else:  # one draw for each row still running, in row order
-            token[running] = torch.multinomial(probs[running], 1, generator=generator).squeeze(-1)
+            # A model whose logits are not finite (a diverged run) still draws a token here, as fast_rollout.py does;
+            # its log-prob is NaN, which evaluation refuses and which makes a training step's loss non-finite.
+            token[running] = torch.multinomial(probs[running].nan_to_num(1.0), 1, generator=generator).squeeze(-1)
         tokens.append(token)
         logprobs.append(logp.gather(-1, token[:, None]).squeeze(-1))  # log pi(y_t | x, y_<t)
         entropy.append(torch.special.entr(probs).sum(-1))  # -sum_v p_v log p_v

@@ -31,7 +31,7 @@ from model import frozen_copy, load_model, load_tokenizer, micro_batches, pick_d
 from plumbing import checkpoint, distributed, fast_rollout, options, sharding, tracking
 from plumbing.run_folder import RunFolder
 from rewards import NORMALIZATIONS, TaskGrader
-from tasks.data import default_template, drop_long_prompts, load_or_exit
+from tasks.data import check_template, default_template, drop_long_prompts, load_or_exit
 
 MAX_BAD_STEPS = 3  # consecutive non-finite steps before a run is stopped
 
@@ -84,7 +84,7 @@ def parser(description, out):
     p.add("--keep", type=options.COUNT, default=2, help="checkpoints kept")
     p.add("--resume", action="store_true", help="continue the run in --out from its newest good checkpoint")
     p.add("--overwrite", action="store_true", help="replace the run in --out (its log and checkpoints are deleted)")
-    p.add("--seed", type=options.NATURAL, default=0)
+    p.add("--seed", type=options.SEED, default=0)
     p.add("--device", help="cpu, cuda, ... (default: cuda if available)")
     tracking.add_option(p)
     return p
@@ -96,14 +96,11 @@ def epoch_order(seed, epoch, n):
     return random.Random(seed * 100_003 + epoch).sample(range(n), n)
 
 
-def load_prompts(args, tokenizer, config):
-    """The training and evaluation problems, each with its prompt's token ids (the ones too long for the
-    model's positions dropped, with a count)."""
+def load_data(args):
+    """The training and evaluation problems (a bad name, file or column stops with one line)."""
     keys = dict(question_key=args.question_key, answer_key=args.answer_key)
     train = load_or_exit(args.dataset, "train", seed=args.seed, **keys)
-    held_out = load_or_exit(args.eval_dataset or args.dataset, "test", args.eval_problems, args.seed, **keys)
-    fit = (tokenizer, args.template or default_template(args.dataset), config, args.max_new_tokens)
-    return drop_long_prompts(train, *fit, "training set"), drop_long_prompts(held_out, *fit, "evaluation set")
+    return train, load_or_exit(args.eval_dataset or args.dataset, "test", args.eval_problems, args.seed, **keys)
 
 
 def sampling_settings(args):
@@ -163,21 +160,38 @@ class Run:
             parser.error("--resume and --overwrite exclude each other")
         self.dist = dist = distributed.setup(pick_device(args.device))
         self.folder = RunFolder(args.out)
+        args.trainer = parser.prog  # the script: only it resumes this run (another offers other modes)
         if dist.is_main:
             self.folder.claim(args.resume, args.overwrite)
         if args.resume:
-            args = self.folder.resumed_config(args, parser.given())
+            args = self.folder.resumed_config(args, parser)
         self.args = args = options.fill_task_defaults(args)
         tracking.require(args.report_to)  # a missing package stops every rank before anything loads
         if args.prompts_per_step % dist.world:
             raise SystemExit(f"error: --prompts-per-step {args.prompts_per_step} must be divisible by the {dist.world} ranks")
+        self.template = check_template(args.template or default_template(args.dataset))
+        self.start_step = 0
+        if args.resume:
+            path = checkpoint.latest(args.out)
+            state = checkpoint.load_trainer_state(path)
+            self.start_step = state["step"]
+            if args.steps < self.start_step:
+                raise SystemExit(
+                    f"error: --resume: --steps {args.steps} is below the checkpoint's step {self.start_step} ({path}): "
+                    f"give --steps {self.start_step} or more"
+                )
         random.seed(args.seed)
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)
+        train, held_out = load_data(args)  # before the model: a typo in the data stops first
         args.model = resolve_model_path(args.model, args.dataset)
         self.tokenizer = load_tokenizer(args.model)
         base = load_model(args.model, dist.device)
-        self.train_rows, self.eval_rows = load_prompts(args, self.tokenizer, base.config)
+        fit = (self.tokenizer, self.template, base.config, args.max_new_tokens)  # each row gets its prompt's token ids
+        self.train_rows, self.eval_rows = (
+            drop_long_prompts(train, *fit, "training set"),
+            drop_long_prompts(held_out, *fit, "evaluation set"),
+        )
         self.ref = frozen_copy(base, torch.bfloat16 if dist.device.type == "cuda" else None)
         if args.ref_on_cpu:
             self.ref.to("cpu")
@@ -186,12 +200,10 @@ class Run:
         # Sampled at temperature 1 without top-k/top-p, the rollout's log-probs are pi_theta's own.
         self.sampled_from_policy = args.temperature == 1 and not args.top_k and args.top_p == 1
         self.sampling = sampling_settings(args)
-        self.start_step = 0
+        # A fixed prompt whose logits must stay finite before a model is saved (check_parameters)
+        self.probe = torch.tensor([self.eval_rows[0]["prompt_ids"]], device=dist.device)
         if args.resume:
-            path = checkpoint.latest(args.out)
-            state = checkpoint.load_trainer_state(path)
             base = load_model(path, dist.device)
-            self.start_step = state["step"]
         self.policy = base.train()
         if args.gradient_checkpointing:
             self.policy.activation_checkpointing_enable()
@@ -213,6 +225,8 @@ class Run:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         if dist.is_main:
+            if args.overwrite:  # only now, with the data, the model and every option found good
+                self.folder.clear()
             self.folder.save_config(args)  # the values in effect, --resume's included
             if args.resume:
                 self.folder.keep_log_until(self.start_step)
@@ -282,22 +296,30 @@ class Run:
         self.opt.zero_grad(set_to_none=True)
         return True
 
-    def check_parameters(self):
-        """After an update: every parameter finite, or stop before anything is saved."""
-        bad = torch.stack([~torch.isfinite(sharding.local(p)).all() for p in self.policy.parameters()]).any()
-        if self.dist.sum(bad).item():  # each rank checks what it holds (its shards with --fsdp); all stop together
-            raise SystemExit(
-                "error: the update left non-finite parameters: stopping without saving "
-                "(the last checkpoint is intact; --resume continues from it)"
-            )
+    def check_parameters(self, logits=False):
+        """After an update: every parameter finite, or stop before anything is saved. logits=True, before a save:
+        the probe prompt's logits too (finite weights can be large enough for the logits to overflow)."""
+        if logits:
+            with sharding.full_weights(self.policy):  # --fsdp: gathered for the probe, and every unit resharded after
+                ok = checkpoint.finite(self.policy, self.probe)
+            self._stop_unless(ok, "the model's weights or logits are not finite")
+            return
+        finite_weights = torch.stack([torch.isfinite(sharding.local(p)).all() for p in self.policy.parameters()]).all()
+        self._stop_unless(finite_weights, "the update left non-finite parameters")
+
+    def _stop_unless(self, ok, why):
+        """Stop every rank unless `ok` holds on all of them (each checks what it holds: its shards with --fsdp)."""
+        if self.dist.sum(~torch.as_tensor(ok)).item():
+            raise SystemExit(f"error: {why}: stopping without saving (the last checkpoint is intact; --resume continues from it)")
 
     # -------------------------------------------------------------------------
     def metrics(self, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0):
-        """Every diagnostic of a step, over all ranks (`step_metrics`); lr: the one this step's update used."""
+        """Every diagnostic of a step, over all ranks (`step_metrics`); lr: the one this step's update used. A
+        non-finite loss stops the run here, before anything is saved."""
         lr = self.sched.get_last_lr()[0]
-        return step_metrics(
-            self.dist, self.args.group_size, lr, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0
-        )
+        m = step_metrics(self.dist, self.args.group_size, lr, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0)
+        self._stop_unless(math.isfinite(m["loss"]), "the loss is not finite")
+        return m
 
     def log(self, step, metrics):
         """One row of log.jsonl, `step` = the updates done so far (0: the base model)."""
@@ -319,6 +341,8 @@ class Run:
             roll, texts = rollout.sample(
                 self.policy, self.tokenizer, [x["prompt_ids"] for x in rows], 1, generator=gen, **self.sampling
             )
+        why = "the policy's logits are not finite: the run diverged (a lower --lr may help)"
+        self._stop_unless(torch.isfinite(roll.logprobs).all(), why)  # a NaN or +inf logit: the sampled token's log-prob is NaN
         r, _ = self.eval_grader.grade(texts, [x["answer"] for x in rows], self.policy.device)
         n = d.sum(len(r)).item()
         return {"eval_accuracy": d.sum(r.sum()).item() / n, "eval_length": d.sum(roll.lengths.sum()).item() / n}
@@ -327,6 +351,7 @@ class Run:
         """A checkpoint of the model after `step` updates (rank 0 writes it); never right after a skipped step."""
         if step == self.saved_step or self.bad_steps:
             return
+        self.check_parameters(logits=True)  # only a model that can still sample is saved
         self.saved_step = step
         # --fsdp: every rank takes part in gathering the full weights and optimizer state to rank 0
         weights = sharding.full_weights_state(self.policy)  # None: not sharded, the model's own is full
@@ -345,10 +370,14 @@ class Run:
     def save_final(self):
         """The last checkpoint, and the final model in out/final (what evaluate.py loads), both verified on load."""
         self.save(self.args.steps)
-        self.check_parameters()
+        self.check_parameters(logits=True)
         weights = sharding.full_weights_state(self.policy)
         if self.dist.is_main:
             checkpoint.write_folder(os.path.join(self.args.out, "final"), self.policy, self.tokenizer, weights=weights)
         if self.tracker is not None:
             self.tracker.close()
         self.dist.close()
+        # The run is complete: a signal now must not make it look failed. Python resets its handlers to the default
+        # while the interpreter shuts down (a Ctrl-C there killed the process: exit 130), but keeps "ignore".
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)

@@ -20,6 +20,10 @@ import shutil
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+
+from model import response_logprobs
+from plumbing.sharding import local
 
 _STEP = re.compile(r"^step_(\d+)$")
 MARKER = "COMPLETE"
@@ -55,15 +59,22 @@ def write_folder(final, model, tokenizer, trainer_state=None, weights=None):
     `weights`: a full state dict to write in place of the model's own (a sharded model's, gathered)."""
     tmp = final + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, state_dict=weights)
-    tokenizer.save_pretrained(tmp)
-    if trainer_state is not None:
-        torch.save(trainer_state, os.path.join(tmp, "trainer.pt"))
-    sums = {name: _sha256(os.path.join(tmp, name)) for name in sorted(os.listdir(tmp))}
-    with open(os.path.join(tmp, MARKER), "w") as f:
-        json.dump({"sha256": sums}, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        model.save_pretrained(tmp, state_dict=weights)
+        tokenizer.save_pretrained(tmp)
+        if trainer_state is not None:
+            torch.save(trainer_state, os.path.join(tmp, "trainer.pt"))
+        sums = {name: _sha256(os.path.join(tmp, name)) for name in sorted(os.listdir(tmp))}
+        with open(os.path.join(tmp, MARKER), "w") as f:
+            json.dump({"sha256": sums}, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError, SafetensorError) as err:  # a full disk, a read-only folder, as each writer says it
+        shutil.rmtree(tmp, ignore_errors=True)  # the half-written copy would only take the space a retry needs
+        raise SystemExit(
+            f"error: cannot write {final} ({getattr(err, 'strerror', None) or str(err).splitlines()[0]}): free some "
+            f"space or fix the permissions, then --resume (the checkpoints already written are intact)"
+        ) from None
     old = final + ".old"
     if os.path.exists(final):  # a kill between these renames leaves final.old and final.tmp, both whole
         shutil.rmtree(old, ignore_errors=True)
@@ -125,7 +136,9 @@ def latest(run_dir):
         if problem is None:
             return path
         print(f"warning: skipping checkpoint {path}: {problem}; trying an older one")
-    raise SystemExit(f"error: --resume: no good checkpoint in {run_dir}")
+    raise SystemExit(
+        f"error: --resume: no good checkpoint in {run_dir}: start the run again with --overwrite in place of --resume"
+    )
 
 
 def verified(path):
@@ -142,3 +155,13 @@ def load_trainer_state(path):
         return torch.load(os.path.join(path, "trainer.pt"), weights_only=False)
     except Exception as err:  # a truncated or foreign file must stop the run, not half-load it
         raise SystemExit(f"checkpoint {path} is corrupted: trainer.pt could not be read ({type(err).__name__}: {err})")
+
+
+def finite(model, probe):
+    """Whether every weight this rank holds is finite and so are the logits of a probe, token ids [1, T] (weights
+    can be finite and still so large that the logits overflow). A 0-d bool tensor: with --fsdp each rank checks
+    its own shards, and the caller agrees over ranks."""
+    weights = torch.stack([torch.isfinite(local(p)).all() for p in model.parameters()]).all()
+    ones = torch.ones_like(probe)
+    logp, entropy = response_logprobs(model, probe, ones, ones[:, -1:].bool(), entropy=True)  # the last position's
+    return weights & torch.isfinite(logp).all() & torch.isfinite(entropy).all()

@@ -74,6 +74,21 @@ class Parser(argparse.ArgumentParser):
         self.argv = sys.argv[1:] if args is None else list(args)
         return super().parse_args(args, namespace)
 
+    def refuses(self, dest, value):
+        """Why this script would not accept `value` for the option `dest` (None if it would): its choices and its
+        range, as when parsed. For values that come from elsewhere than the command line (a resumed run's config)."""
+        action = next((a for a in self._actions if a.dest == dest), None)
+        if action is None or value is None:
+            return None
+        if action.choices is not None and value not in action.choices:
+            return f"{value!r} is not one of this script's choices ({', '.join(map(str, action.choices))})"
+        if callable(action.type) and action.type not in (str, int, float):
+            try:
+                action.type(str(value))
+            except argparse.ArgumentTypeError as err:
+                return str(err)
+        return None
+
     def given(self):
         """The options written on the command line of the last parse_args (their dest names), whatever their values."""
         saved = [(action, action.default) for action in self._actions]
@@ -113,6 +128,7 @@ def _ranged(kind, test, says):
 
 COUNT = _ranged(int, lambda v: v >= 1, "an integer >= 1")
 NATURAL = _ranged(int, lambda v: v >= 0, "an integer >= 0")
+SEED = _ranged(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2^32)")  # numpy's seeds end at 2^32 - 1
 GROUP = _ranged(int, lambda v: v >= 2, "an integer >= 2 (a baseline needs another sample of the prompt)")
 POSITIVE = _ranged(float, lambda v: v > 0, "a finite number > 0")
 NONNEGATIVE = _ranged(float, lambda v: v >= 0, "a finite number >= 0")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import string
 import warnings
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -136,10 +137,13 @@ def _to_rows(
     extras: dict[str, str],
 ) -> list[dict]:
     """Map raw records to {"question", "answer", ...}: the one code path for hub data and local files."""
-    rows, dropped = [], 0
+    rows, dropped, empty = [], 0, 0
     for i, record in enumerate(records):
-        row = {"question": str(_column(record, question, i, source))}
-        gold = extract(str(_column(record, answer, i, source)))
+        row = {"question": _text(record, question, i, source)}
+        if not row["question"].strip():  # nothing to ask: an empty prompt
+            empty += 1
+            continue
+        gold = extract(_text(record, answer, i, source))
         if gold is None:  # e.g. a solution without \boxed{}: it could never be graded, so it cannot be a prompt
             dropped += 1
             continue
@@ -150,7 +154,24 @@ def _to_rows(
         rows.append(row)
     if dropped:
         warnings.warn(f"{source}: dropped {dropped} rows whose gold answer could not be read")
+    if empty:
+        warnings.warn(f"{source}: dropped {empty} rows whose question is empty")
+    if not rows:
+        raise ValueError(f"{source}: no row has both a question and a readable gold answer")
     return rows
+
+
+def _text(record: dict, names: tuple[str, ...], index: int, source: str) -> str:
+    """A question or answer cell as text. Local JSON numbers arrive as the file spells them; a JSON true, list or
+    object has no spelling as a question or a gold answer (str() would make up "True" or "['1', '2']")."""
+    value = _column(record, names, index, source)
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        kind = {bool: str(value).lower(), list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+        raise ValueError(
+            f"{source}: row {index} holds {kind} in its {' or '.join(repr(n) for n in names)} column: write it as a "
+            f"string or a number"
+        )
+    return str(value)
 
 
 def _read_file(path: Path):
@@ -161,16 +182,27 @@ def _read_file(path: Path):
     if path.suffix == ".parquet":
         from datasets import load_dataset
 
-        return load_dataset("parquet", data_files=str(path), split="train")
-    text = path.read_text(encoding="utf-8")
+        try:
+            return load_dataset("parquet", data_files=str(path), split="train")
+        except Exception as err:  # pyarrow's errors: a file cut short, not parquet at all
+            raise ValueError(f"{path} could not be read as parquet ({type(err).__name__}: {err})") from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}): save it as UTF-8") from None
     exact = dict(parse_float=str, parse_int=str)
     try:
         if path.suffix == ".json" and text.lstrip()[:1] in ("[", "{"):
             data = json.loads(text, **exact)
             records = data.get("data", data.get("rows", data)) if isinstance(data, dict) else data
             records = [records] if isinstance(records, dict) else records
-        else:  # JSON lines
-            records = [json.loads(line, **exact) for line in text.splitlines() if line.strip()]
+        else:  # JSON lines, each parsed alone so that an error names the file's own line
+            records = []
+            for number, line in enumerate(text.splitlines(), 1):
+                try:
+                    records += [json.loads(line, **exact)] if line.strip() else []
+                except ValueError as err:
+                    raise ValueError(f"line {number}: {err.msg}") from None
     except ValueError as err:
         raise ValueError(f"{path} is not valid JSON ({err})") from None
     if not isinstance(records, list) or not records or not all(isinstance(record, dict) for record in records):
@@ -226,6 +258,21 @@ def _load_local(path: Path, question_key: str | None, answer_key: str | None) ->
     columns = records.column_names if hasattr(records, "column_names") else list(records[0])
     extras = {key: key for key in ("level", "subject") if key in columns}
     return _to_rows(records, str(path), question, (answer_key or "answer",), as_is, extras)
+
+
+def check_template(template: str) -> str:
+    """A prompt template holds {problem}, where the question goes, and nothing else to fill; else one line."""
+    how = "it must hold {problem} (where the question goes) and no other field; write a literal brace as {{ or }}"
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        if fields == {"problem"}:
+            template.format(problem="")  # a conversion or format spec that str.format refuses
+    except (ValueError, KeyError, IndexError, AttributeError) as err:
+        raise SystemExit(f"error: --template {template!r} cannot be filled ({err}): {how}") from None
+    if fields != {"problem"}:
+        found = ", ".join(sorted("{" + f + "}" for f in fields)) or "no field"
+        raise SystemExit(f"error: --template {template!r} holds {found}: {how}")
+    return template
 
 
 def drop_long_prompts(rows: list[dict], tokenizer, template: str, config, max_new_tokens: int, what: str) -> list[dict]:

@@ -36,6 +36,17 @@ def model():
     return tiny_qwen()
 
 
+@pytest.fixture
+def keep_signals():
+    """trainer.Run installs SIGINT/SIGTERM handlers (and a finished run ignores both): give pytest its own back."""
+    import signal
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
 @pytest.fixture(scope="session")
 def toy_path():
     return os.path.join(ROOT, "toy_models", "toy")

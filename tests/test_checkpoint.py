@@ -4,16 +4,19 @@ and what is broken (cut short, truncated, missing) is skipped or stops the run w
 never half-loaded.
 """
 
+import errno
 import json
 import os
 import random
-import signal
+import re
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import trainer
@@ -154,15 +157,6 @@ def test_rng_states_round_trip_through_trainer_pt(tmp_path, tiny, tokenizer):
     assert draws() == expected
 
 
-@pytest.fixture
-def keep_signals():
-    """trainer.Run installs SIGINT/SIGTERM handlers: give pytest its own back."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
-
-
 @pytest.mark.parametrize("folder", ["missing", "empty", "only_incomplete"])
 def test_resume_without_a_checkpoint_stops_with_a_clear_message(tmp_path, keep_signals, folder, capsys):
     """`--resume` on a folder that is missing, empty or holds only a cut-short checkpoint: SystemExit naming it."""
@@ -177,7 +171,8 @@ def test_resume_without_a_checkpoint_stops_with_a_clear_message(tmp_path, keep_s
         trainer.Run(parser, ["--resume", "--device", "cpu", "--eval-problems", "8", "--out", out])
     message = str(err.value)
     assert message.startswith("error: --resume:") and out in message and "\n" not in message
-    assert ("cannot read" if folder in ("missing", "empty") else "no good checkpoint") in message
+    assert {"missing": "does not exist", "empty": "cannot read", "only_incomplete": "no good checkpoint"}[folder] in message
+    assert os.path.isdir(out) == (folder != "missing")  # a typo in --out is not made into a folder
     if folder == "only_incomplete":
         assert "skipping incomplete checkpoint" in capsys.readouterr().out
 
@@ -259,3 +254,60 @@ def test_a_model_folder_without_tokenizer_files_is_one_line(tmp_path, tiny):
     )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "has no tokenizer files" in proc.stderr.strip().splitlines()[-1]
+
+
+# -----------------------------------------------------------------------------
+# a full disk, a read-only folder, a weights file cut short
+
+
+@pytest.mark.parametrize("where", ["weights", "safetensors", "trainer.pt"])
+def test_a_full_disk_during_a_save_is_one_line_and_leaves_nothing_half_written(tmp_path, tiny, tokenizer, monkeypatch, where):
+    run_dir = str(tmp_path)
+    first = checkpoint.save(run_dir, 1, tiny, tokenizer, {})
+
+    def full_disk(*args, **kwargs):
+        if where == "weights":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        if where == "safetensors":  # what save_pretrained raised on a full tmpfs
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")  # torch.save's own
+
+    monkeypatch.setattr(*((checkpoint.torch, "save") if where == "trainer.pt" else (tiny, "save_pretrained")), full_disk)
+    with pytest.raises(SystemExit) as err:
+        checkpoint.save(run_dir, 2, tiny, tokenizer, {})
+    message = str(err.value)
+    assert message.startswith(f"error: cannot write {os.path.join(run_dir, 'step_000002')} (") and "\n" not in message
+    assert sorted(os.listdir(run_dir)) == ["step_000001"]  # no step_000002.tmp taking the space a retry needs
+    assert checkpoint.latest(run_dir) == first
+
+
+def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path):
+    from plumbing.run_folder import RunFolder
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit, match=re.escape(f"error: cannot write {tmp_path / 'file'}")) as err:
+        RunFolder(str(tmp_path / "file" / "run")).claim(resume=False, overwrite=False)
+    assert "\n" not in str(err.value)
+
+
+def test_a_truncated_weights_file_without_a_marker_is_one_line(tmp_path, tiny):
+    """A folder this repo did not write (no COMPLETE to check against), its safetensors cut short by a copy."""
+    from model import load_model
+
+    tiny.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(SystemExit, match=re.escape(f"error: could not load model {str(tmp_path)!r}")) as err:
+        load_model(str(tmp_path), "cpu")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("damaged", ["tokenizer.json", "config.json"])
+def test_a_damaged_tokenizer_or_config_is_one_line(tmp_path, damaged):
+    from model import load_tokenizer
+
+    shutil.copytree(os.path.join(ROOT, "toy_models", "toy"), tmp_path / "m")
+    (tmp_path / "m" / damaged).write_text("{garbage")
+    with pytest.raises(SystemExit, match=re.escape(f"error: could not load tokenizer {str(tmp_path / 'm')!r}")) as err:
+        load_tokenizer(str(tmp_path / "m"))
+    assert "\n" not in str(err.value)

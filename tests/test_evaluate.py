@@ -1,4 +1,5 @@
-"""pass@k and maj@k against brute force and hand-made examples."""
+"""pass@k and maj@k against brute force and hand-made examples; evaluate.py's refusals (a diverged model, an
+unwritable --out, bad --merge files)."""
 
 import itertools
 import json
@@ -11,6 +12,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+import evaluate
 from conftest import ROOT
 from evaluate import maj_at_k, pass_at_k, summarize
 from plot import crossings, pass_at_k_curve
@@ -171,3 +173,80 @@ def test_roads_take_only_their_own_settings(argv, says):
     p.parse_args(argv)
     with pytest.raises(SystemExit, match=says):
         check_roads(p.given())
+
+
+# -----------------------------------------------------------------------------
+# bad models, bad files: one line, before the work, and nothing lost
+
+
+@pytest.mark.parametrize("harm", ["nan-weight", "overflowing-logits"])
+def test_evaluation_refuses_a_model_that_is_not_finite(tmp_path, toy_path, harm):
+    """A diverged model in a folder whose checksums are good: refused, not scored."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from model import load_tokenizer
+    from plumbing import checkpoint, distributed
+
+    model = AutoModelForCausalLM.from_pretrained(toy_path)
+    with torch.no_grad():
+        if harm == "nan-weight":
+            next(model.parameters())[3, 0] = float("nan")
+        else:  # finite weights, as one step at --lr 1e38 leaves them
+            for p in model.parameters():
+                p.mul_(1e30)
+    path = checkpoint.verified(checkpoint.write_folder(str(tmp_path / "m"), model, load_tokenizer(toy_path)))
+    args = evaluate.parser().parse_args(["--dataset", "toy", "--limit", "2", "--n", "2", "--max-new-tokens", "8"])
+    with pytest.raises(SystemExit, match="gives non-finite weights or logits") as err:
+        evaluate.evaluate_model(path, args, distributed.Dist())
+    assert "\n" not in str(err.value)
+
+
+def run_main(monkeypatch, *argv):
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", *argv])
+    with pytest.raises(SystemExit) as err:
+        evaluate.main()
+    message = str(err.value)
+    assert message.startswith("error: ") and "\n" not in message
+    return message
+
+
+def test_an_unwritable_out_fails_before_the_evaluation(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    message = run_main(monkeypatch, "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "file" / "r.json"))
+    assert message.startswith(f"error: cannot write {tmp_path / 'file'}")  # not the missing model: nothing ran
+
+
+def test_out_holds_each_model_as_soon_as_it_is_evaluated(tmp_path, monkeypatch):
+    """The second model fails: the first one's metrics are already in --out, whole."""
+
+    def evaluate_model(path, args, dist):
+        if path == "second":
+            raise SystemExit("error: second fails")
+        return {"n": 2, "pass@1": 0.5, "pass@2": 0.75}
+
+    monkeypatch.setattr(evaluate, "evaluate_model", evaluate_model)
+    monkeypatch.setattr(evaluate, "model_path_of", lambda path: path)
+    out = tmp_path / "r.json"
+    assert run_main(monkeypatch, "--compare", "a=first", "b=second", "--out", str(out)) == "error: second fails"
+    assert json.loads(out.read_text()) == {"a": {"n": 2, "pass@1": 0.5, "pass@2": 0.75}}
+
+
+@pytest.mark.parametrize(
+    "content,says",
+    [
+        (None, "cannot read"),
+        ("{not json", "cannot read"),
+        ("42", "is not a table"),
+        ('{"a": 1}', "is not a table"),
+        ('{"a": {"n": 1}}', "is not a table"),
+        ('{"base": {"pass@1": 0.4}}', "'base' is in both"),
+    ],
+)
+def test_merge_checks_its_files(tmp_path, monkeypatch, content, says):
+    good = tmp_path / "good.json"
+    good.write_text('{"base": {"n": 1, "pass@1": 0.5}}')
+    bad = tmp_path / "bad.json"
+    if content is not None:
+        bad.write_text(content)
+    assert says in run_main(monkeypatch, "--merge", str(good), str(bad))

@@ -4,8 +4,10 @@ Run folders (no run wiped by accident, one run per folder), --resume (the log re
 the run's own options), option ranges, data read exactly as written, prompts too long for the model,
 Ctrl-C. The end-to-end cases run the scripts themselves (marked slow)."""
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -90,6 +92,8 @@ BAD_OPTIONS = [
     ["--warmup", "-1"],
     ["--eval-problems", "0"],
     ["--seed", "-3"],
+    ["--seed", str(2**32)],  # numpy's seeds end at 2^32 - 1
+    ["--seed", str(2**64)],
     ["--steps", "abc"],
 ]
 
@@ -103,10 +107,16 @@ def test_every_numeric_option_has_its_range(bad, capsys):
     assert message.count("\n") == 1 and bad[0] in message and "error" in message
 
 
-def test_evaluate_options_are_checked_too():
-    for bad in (["--limit", "0"], ["--n", "3"], ["--batch-size", "0"], ["--top-p", "0"], ["--trials", "0"]):
-        proc = script("evaluate.py", *bad)
-        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and bad[0] in proc.stderr, (bad, proc.stderr)
+@pytest.mark.parametrize(
+    "bad", [["--limit", "0"], ["--n", "3"], ["--batch-size", "0"], ["--top-p", "0"], ["--trials", "0"], ["--seed", str(2**64)]]
+)
+def test_evaluate_options_are_checked_too(bad, capsys):
+    import evaluate
+
+    with pytest.raises(SystemExit) as err:
+        evaluate.parser().parse_args(bad)
+    message = capsys.readouterr().err
+    assert err.value.code == 2 and message.count("\n") == 1 and bad[0] in message, (bad, message)
 
 
 # -----------------------------------------------------------------------------
@@ -138,16 +148,103 @@ def test_resume_drops_only_a_torn_last_line(tmp_path, capsys):
     assert "dropped a torn last line" in capsys.readouterr().out
 
 
-def test_resume_refuses_a_bad_line_inside_the_log_and_changes_nothing(tmp_path):
+@pytest.mark.parametrize("bad", ["\x00\x00garbage", "42", '"text"', "[1, 2]", "null", '{"step": "3"}'])
+def test_resume_refuses_a_bad_line_inside_the_log_and_changes_nothing(tmp_path, bad):
     folder = RunFolder(str(tmp_path))
     lines = log_lines(10).splitlines(keepends=True)
-    lines[4] = "\x00\x00garbage\n"
+    lines[4] = bad + "\n"
     text = "".join(lines)
     open(folder.log_path, "w").write(text)
-    with pytest.raises(SystemExit, match="line 5 is not JSON; the log was not changed") as err:
+    with pytest.raises(SystemExit, match="line 5 is not a JSON object with an integer step; the log was not changed") as err:
         folder.keep_log_until(8)
     assert "\n" not in str(err.value)
     assert open(folder.log_path).read() == text
+
+
+def test_the_log_is_strict_json(tmp_path):
+    """A skipped step's grad_norm is NaN: written null (a bare NaN is not JSON, and strict readers refuse it)."""
+    folder = RunFolder(str(tmp_path))
+    folder.log({"step": 1, "grad_norm": float("nan"), "loss": float("-inf"), "reward": 0.5})
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    assert json.loads(open(folder.log_path).read(), parse_constant=refuse) == {
+        "step": 1,
+        "grad_norm": None,
+        "loss": None,
+        "reward": 0.5,
+    }
+
+
+def sharpen_parser():
+    p = trainer.parser("x", "runs/x")
+    p.add("--mode", choices=("sharpen", "tempered", "entropy", "entropy-seq", "self-certainty", "majority"), default="sharpen")
+    p.prog = "train_sharpen.py"
+    return p
+
+
+@pytest.mark.parametrize(
+    "saved,says",
+    [
+        ({"trainer": "train_task.py", "mode": "task"}, "is a run of train_task.py: resume it with that script"),
+        (
+            {"mode": "random"},
+            "holds --mode 'random': 'random' is not one of this script's choices",
+        ),  # before runs named their script
+        ({"mode": "sharpen", "top_p": 0.0}, "holds --top-p 0.0: 0.0 is not a number in (0, 1]"),  # edited by hand
+    ],
+)
+def test_resume_rechecks_the_saved_options_against_the_resuming_script(tmp_path, saved, says):
+    folder = RunFolder(str(tmp_path))
+    json.dump(saved, open(folder.config_path, "w"))
+    p = sharpen_parser()
+    args = p.parse_args(["--resume", "--out", str(tmp_path)])
+    args.trainer = p.prog
+    with pytest.raises(SystemExit, match=re.escape(says)) as err:
+        folder.resumed_config(args, p)
+    assert "\n" not in str(err.value)
+
+
+def test_resume_on_a_missing_folder_creates_nothing(tmp_path):
+    out = tmp_path / "typo"
+    with pytest.raises(SystemExit, match="does not exist: check --out"):
+        RunFolder(str(out)).claim(resume=True, overwrite=False)
+    assert not out.exists()
+
+
+def make_run(out, *extra):
+    p = trainer.parser("test", out)
+    return trainer.Run(p, ["--device", "cpu", "--eval-problems", "4", *SMALL, "--out", out, *extra])
+
+
+@pytest.mark.parametrize(
+    "bad,says",
+    [
+        (["--dataset", "missing.jsonl"], "no such data file"),
+        (["--model", os.path.join(ROOT, "tests")], "has no tokenizer files"),
+        (["--template", "{question}"], "--template '{question}' holds {question}"),
+    ],
+)
+def test_overwrite_removes_the_old_run_only_once_the_new_one_is_good(tmp_path, keep_signals, bad, says):
+    out = str(tmp_path / "run")
+    os.makedirs(os.path.join(out, "step_000002"))
+    for name in ("config.json", "log.jsonl", "step_000002/model.safetensors"):
+        open(os.path.join(out, name), "w").write("the old run")
+    before = snapshot(out)
+    with pytest.raises(SystemExit, match=re.escape(says)):
+        make_run(out, "--overwrite", *bad)
+    assert snapshot(out) == before
+
+
+def test_resume_refuses_fewer_steps_than_the_checkpoint_has(tmp_path, keep_signals):
+    out = str(tmp_path / "run")
+    run = make_run(out, "--steps", "4")
+    run.save(4)
+    run.folder._lock.close()  # the run ends
+    with pytest.raises(SystemExit, match=re.escape("--steps 2 is below the checkpoint's step 4")) as err:
+        make_run(out, "--resume", "--steps", "2")
+    assert "\n" not in str(err.value) and [n for n in os.listdir(out) if n.startswith("step_")] == ["step_000004"]
 
 
 slow = pytest.mark.slow
@@ -206,6 +303,23 @@ def test_a_damaged_newest_checkpoint_falls_back_on_resume(tmp_path):
     proc = script("train_task.py", "--steps", "4", "--out", out, "--resume")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "skipping checkpoint" in proc.stdout and "resumed from" in proc.stdout and "step_000002" in proc.stdout
+
+
+@slow
+def test_a_diverging_run_stops_and_writes_no_final_model(tmp_path):
+    """One step at --lr 1e38 leaves finite weights whose logits overflow: the next rollout stops the run."""
+    out = str(tmp_path / "run")
+    proc = script("train_task.py", "--lr", "1e38", "--warmup", "0", "--steps", "3", "--out", out, *SMALL)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert last_line(proc) == (
+        "error: the policy's logits are not finite: the run diverged (a lower --lr may help): stopping without saving "
+        "(the last checkpoint is intact; --resume continues from it)"
+    )
+    assert sorted(os.listdir(out)) == [".lock", "config.json", "log.jsonl"]  # no checkpoint of it, no final/
+    strict = [
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in log.jsonl")) for line in open(f"{out}/log.jsonl")
+    ]
+    assert [row["step"] for row in strict] == [0, 1]
 
 
 # -----------------------------------------------------------------------------
@@ -329,3 +443,66 @@ def test_the_main_job_never_overwrites_a_previous_one(tmp_path):
         "error: runs/toy-7 holds a previous run of this job: move or remove it (rm -r runs/toy-7), or use another seed"
     ]
     assert os.listdir(tmp_path / "runs" / "toy-7") == []
+
+
+@pytest.mark.parametrize(
+    "line,says",
+    [
+        ('{"question": "a", "answer": true}', "row 1 holds true in its 'answer' column: write it as a string or a number"),
+        ('{"question": "a", "answer": [1, 2]}', "row 1 holds a list in its 'answer' column"),
+        ('{"question": {"x": 1}, "answer": "2"}', "row 1 holds an object in its 'question' or 'problem' column"),
+        ('{"question": "a", "ans', "not valid JSON (line 2: "),  # the file's own line, not the line's first
+    ],
+)
+def test_golds_and_questions_are_text_or_numbers_and_errors_name_their_line(tmp_path, line, says):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"question": "1+1", "answer": "2"}\n' + line + "\n")
+    with pytest.raises(SystemExit, match=re.escape(says)) as err:
+        data.load_or_exit(str(path))
+    assert "\n" not in str(err.value)
+
+
+def test_empty_questions_are_dropped_with_a_count(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(json.dumps({"question": q, "answer": "1"}) for q in ("1+0", "", "  \t", "0+1")) + "\n")
+    with pytest.warns(UserWarning, match="dropped 2 rows whose question is empty"):
+        assert [r["question"] for r in data.load_problems(str(path))] == ["1+0", "0+1"]
+
+
+@pytest.mark.parametrize(
+    "template,says",
+    [
+        ("{problem} {x}", "holds {problem}, {x}"),
+        ("{0}", "holds {0}"),
+        ("{}", "holds {}"),
+        ("{problem", "cannot be filled (expected '}' before end of string)"),
+        ("Solve:", "holds no field"),
+        ("", "holds no field"),
+        ("{problem:%}", "cannot be filled"),
+    ],
+)
+def test_a_template_must_hold_problem_and_nothing_else(template, says):
+    with pytest.raises(SystemExit, match=re.escape(says)) as err:
+        data.check_template(template)
+    assert "\n" not in str(err.value) and "{problem}" in str(err.value)
+
+
+def test_good_templates_pass_as_they_are():
+    for template in ("{problem}", "Q: {problem} A: {problem}", "{problem} \\boxed{{}}"):
+        assert data.check_template(template) == template
+
+
+@pytest.mark.parametrize(
+    "name,content,says",
+    [
+        ("latin1.jsonl", b'{"question": "1+1", "answer": "\xff"}\n', "is not UTF-8 text (byte 31: invalid start byte)"),
+        ("cut.parquet", b"PAR1\x00\x01", "could not be read as parquet"),
+        ("blank.jsonl", b'{"question": "", "answer": "1"}\n', "no row has both a question and a readable gold answer"),
+    ],
+)
+def test_unreadable_data_files_are_one_line_naming_the_file(tmp_path, name, content, says):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.warns() if name == "blank.jsonl" else contextlib.nullcontext(), pytest.raises(SystemExit) as err:
+        data.load_or_exit(str(path))
+    assert str(err.value).startswith(f"error: {path}") and says in str(err.value) and "\n" not in str(err.value)

@@ -255,6 +255,17 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     assert torch.isfinite(sampling_logprobs(logits, top_p=0.81)).tolist() == [[True, True, True, False]]
 
 
+@SAMPLERS
+def test_a_top_p_that_rounds_to_zero_in_float32_samples_the_top_token(rollout, model):
+    """1e-46 is below float32's smallest subnormal (1.4e-45): compared with the probabilities it is 0. It must still
+    mean the smallest set reaching p, the top token alone, not an empty set (NaN: token 0 drawn, or a crash)."""
+    logits = torch.log(torch.tensor([[0.2, 0.5, 0.3]]))
+    assert sampling_logprobs(logits, top_p=1e-46).tolist() == [[-math.inf, 0.0, -math.inf]]
+    roll = rollout(model, PROMPTS, 8, [1], 0, top_p=1e-46, generator=torch.Generator().manual_seed(0))
+    greedy = rollout(model, PROMPTS, 8, [1], 0, temperature=0)
+    assert torch.equal(roll.responses, greedy.responses) and (roll.logprobs == 0).all()
+
+
 def test_cat_pads_prompts_left_and_responses_right(model):
     gen = torch.Generator().manual_seed(0)
     a = rollout(model, [[5, 6]], 6, [1], 0, generator=gen)

@@ -8,6 +8,7 @@ import ast
 import copy
 import math
 import os
+import signal
 import statistics
 from types import SimpleNamespace
 
@@ -307,3 +308,44 @@ def assert_same_update(got, want):
     assert want_norm > 0 and any(g.abs().max() > 0 for g in want_grads.values())
     for name, g in want_grads.items():
         torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-8, msg=lambda m: f"grad of {name}: {m}")
+
+
+def test_logits_that_overflow_stop_the_run_and_nothing_is_saved(tmp_path, keep_signals):
+    """Weights that are finite but so large that the logits overflow (what --lr 1e38 leaves after one step): the
+    step's loss, an evaluation, a save and the final model each stop the run; no checkpoint and no final/ are
+    written."""
+    out = str(tmp_path / "run")
+    run = make_run(out, "--steps", "1")
+    with torch.no_grad():
+        for p in run.policy.parameters():
+            p.mul_(1e30)
+    run.check_parameters()  # every weight is finite...
+    roll, _, _ = sample_step(run, 0)
+    assert not torch.isfinite(roll.logprobs).all()  # ...but not what they compute: the step's loss stops the run
+    with pytest.raises(SystemExit, match="the policy's logits are not finite"):
+        run.evaluate(0)
+    for stop in (lambda: run.save(1), run.save_final):
+        with pytest.raises(SystemExit, match="weights or logits are not finite: stopping without saving") as err:
+            stop()
+        assert "\n" not in str(err.value)
+    assert sorted(os.listdir(out)) == [".lock", "config.json"]
+
+
+def test_a_non_finite_loss_stops_the_run(tmp_path, keep_signals):
+    run = make_run(str(tmp_path / "run"))
+    roll, r, answers = sample_step(run, 0)
+    logp, entropy = roll.logprobs, roll.entropy
+    args = (roll, r, r.float(), run.logprobs(run.ref, roll), logp, entropy, answers)
+    assert math.isfinite(run.metrics(*args, 0.5, 1.0, 0.0)["loss"])
+    with pytest.raises(SystemExit, match="the loss is not finite"):
+        run.metrics(*args, float("nan"), 1.0, 0.0)
+
+
+def test_a_completed_run_ignores_a_late_signal(tmp_path, keep_signals):
+    """Python puts back the default handlers while the interpreter shuts down: a Ctrl-C there killed a run that had
+    completed (exit 130). "Ignore" is kept."""
+    out = str(tmp_path / "run")
+    run = make_run(out, "--steps", "1")
+    run.save_final()
+    assert os.path.isdir(os.path.join(out, "final"))
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN and signal.getsignal(signal.SIGTERM) == signal.SIG_IGN

@@ -94,7 +94,7 @@ def main():
     p.add("--steps", type=options.COUNT, default=1500)
     p.add("--batch-size", type=options.COUNT, default=64)
     p.add("--lr", type=options.POSITIVE, default=3e-3)
-    p.add("--seed", type=options.NATURAL, default=0)
+    p.add("--seed", type=options.SEED, default=0)
     p.add("--out", default=TOY_MODELS, help="folder that receives one sub-folder per variant")
     args = p.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
