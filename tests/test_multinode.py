@@ -23,7 +23,7 @@ from test_train import SMALL, TIMING, TOY, params, read_log, run
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.slow  # 4 torchrun launches and 1 plain run per case: ~2 min each on 2 cores
+pytestmark = pytest.mark.slow  # 5 torchrun launchers and 1 plain run per case: ~110 s each on 2 shared cores
 STEPS = 6
 ARGS = ["--steps", str(STEPS), "--save-every", "2", "--keep", "3", *SMALL]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
