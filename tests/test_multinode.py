@@ -95,6 +95,7 @@ def test_two_nodes_run_as_one_stop_together_and_resume(tmp_path, sharded):
     assert all(n.wait(timeout=300) == 0 for n in nodes)
     finals = [f for f in folders if os.path.exists(os.path.join(f, "final"))]
     assert len(finals) == 1, finals  # only global rank 0 wrote (either node: the rendezvous chose again)
+    assert not any(os.path.exists(os.path.join(f, f"step_{STEPS:06d}")) for f in folders if f not in finals)
     assert [r["step"] for r in read_log(finals[0])] == list(range(STEPS + 1))
     assert same_rows(read_log(finals[0]), read_log(straight))
     pa, pb = params(os.path.join(straight, "final")), params(os.path.join(finals[0], "final"))
