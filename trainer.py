@@ -218,6 +218,13 @@ class Run:
             checkpoint.set_rng_state(state["rng"])
             if dist.is_main:
                 print(f"resumed from {path} at step {self.start_step}")
+                saved_world = state.get("world", dist.world)  # absent from checkpoints written before it was saved
+                if saved_world != dist.world:
+                    print(
+                        f"note: saved by {saved_world} processes, continued on {dist.world}: the same prompts, global batch "
+                        f"and optimizer state, but each rank seeds its own samples, so from step {self.start_step + 1} on "
+                        f"they differ from what {saved_world} processes would have drawn"
+                    )
         self.bad_steps = 0
         self.saved_step = self.start_step  # never write the same checkpoint twice
         self.stop_signal = None
@@ -357,7 +364,12 @@ class Run:
         weights = sharding.full_weights_state(self.policy)  # None: not sharded, the model's own is full
         optimizer = sharding.full_optimizer_state(self.policy, self.opt)
         if self.dist.is_main:
-            state = {"optimizer": optimizer, "scheduler": self.sched.state_dict(), "config": vars(self.args)}
+            state = {
+                "optimizer": optimizer,
+                "scheduler": self.sched.state_dict(),
+                "config": vars(self.args),
+                "world": self.dist.world,
+            }
             checkpoint.save(self.args.out, step, self.policy, self.tokenizer, state, self.args.keep, weights)
 
     def stop_if_signalled(self, step):
@@ -365,7 +377,8 @@ class Run:
         # next collective (and with --fsdp, saving is one).
         if self.dist.sum(float(self.stop_signal is not None)).item():
             self.save(step)
-            raise SystemExit(f"stopped by signal {self.stop_signal} after step {step}; --resume continues")
+            why = f"signal {self.stop_signal}" if self.stop_signal is not None else "a signal to another rank"
+            raise SystemExit(f"stopped by {why} after step {step}; --resume continues")
 
     def save_final(self):
         """The last checkpoint, and the final model in out/final (what evaluate.py loads), both verified on load."""

@@ -1,8 +1,9 @@
 """
 Data parallelism with torch.distributed, or nothing at all when run as a plain `python script.py`.
 
-Under `torchrun --nproc_per_node=N`, every process (rank) holds a full copy of the model, samples its own
-prompts, and the gradients are summed across ranks before the optimizer step. The loss is normalised by
+Under `torchrun --nproc_per_node=N` (or on several machines, `--nnodes`: ranks count over all of them), every
+process (rank) holds a full copy of the model, samples its own prompts, and the gradients are summed across
+ranks before the optimizer step. Only global rank 0 writes (is_main), never one per machine (LOCAL_RANK 0). The loss is normalised by
 totals over the global batch (loss.token_weights), so the summed gradient is exactly the gradient of one
 big batch: N processes and 1 process with the same global batch take the same step. NCCL on GPUs, gloo on
 CPU. We all-reduce the gradients by hand rather than wrapping the model in DistributedDataParallel: the
