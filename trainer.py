@@ -9,8 +9,9 @@ show the algorithm and only the algorithm. Nothing here decides what is learned;
     prompts       this rank's problems for a step (a seeded shuffle per epoch, so a resumed run sees the same)
     generator     the seeded random stream of a step (a resumed run draws the same)
     logprobs      per-token log-probs (and entropies) of the samples under a model, no grad, micro-batched
-    skip_step / check_parameters   the non-finite guards around the optimizer step
-    metrics / log / evaluate / save / stop_if_signalled / save_final
+    metrics / log / evaluate
+    Safekeeping   Run's other half: the non-finite guards around the optimizer step (skip_step,
+                  check_parameters), signals, --resume's restore, save / stop_if_signalled / save_final
 """
 
 import functools
@@ -151,7 +152,130 @@ def step_metrics(dist, G, lr, roll, r, R, ref_logp, logp, entropy, answers, loss
     return m
 
 
-class Run:
+def resume_point(args):
+    """--resume: the newest good checkpoint and its trainer state (refused: fewer --steps than it has done)."""
+    path = checkpoint.latest(args.out)
+    state = checkpoint.load_trainer_state(path)
+    if args.steps < state["step"]:
+        raise SystemExit(
+            f"error: --resume: --steps {args.steps} is below the checkpoint's step {state['step']} ({path}): "
+            f"give --steps {state['step']} or more"
+        )
+    return path, state
+
+
+class Safekeeping:
+    """What keeps a run's work safe, the half of Run below that a reader of the RL step can skip: the non-finite
+    guards, the signals, --resume's restore, the checkpoints and the final model (on Run's policy, opt, sched,
+    args, dist, tokenizer, folder, probe and tracker)."""
+
+    def skip_step(self, grad_norm):
+        """True when the step must be skipped: a non-finite gradient norm (warned; three in a row stop the run)."""
+        if math.isfinite(grad_norm):
+            self.bad_steps = 0
+            return False
+        self.bad_steps += 1
+        warnings.warn(f"non-finite gradient (norm {grad_norm}): step skipped ({self.bad_steps} in a row)")
+        if self.bad_steps >= MAX_BAD_STEPS:
+            raise SystemExit(f"{MAX_BAD_STEPS} non-finite steps in a row: stopping (checkpoints already written are intact)")
+        self.opt.zero_grad(set_to_none=True)
+        return True
+
+    def check_parameters(self, logits=False):
+        """After an update: every parameter finite, or stop before anything is saved. logits=True, before a save:
+        the probe prompt's logits too (finite weights can be large enough for the logits to overflow)."""
+        if logits:
+            with sharding.full_weights(self.policy):  # --fsdp: gathered for the probe, and every unit resharded after
+                ok = checkpoint.finite(self.policy, self.probe)
+            self._stop_unless(ok, "the model's weights or logits are not finite")
+            return
+        finite_weights = torch.stack([torch.isfinite(sharding.local(p)).all() for p in self.policy.parameters()]).all()
+        self._stop_unless(finite_weights, "the update left non-finite parameters")
+
+    def _stop_unless(self, ok, why):
+        """Stop every rank unless `ok` holds on all of them (each checks what it holds: its shards with --fsdp)."""
+        if self.dist.sum(~torch.as_tensor(ok)).item():
+            raise SystemExit(f"error: {why}: stopping without saving (the last checkpoint is intact; --resume continues from it)")
+
+    def take_over_the_folder(self):
+        """Once setup has succeeded: the guards' state, the signal handlers, and the run folder's config and log."""
+        self.bad_steps, self.stop_signal = 0, None
+        self.saved_step = self.start_step  # never write the same checkpoint twice
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        if self.dist.is_main:
+            if self.args.overwrite:  # only now, with the data, the model and every option found good
+                self.folder.clear()
+            self.folder.save_config(self.args)  # the values in effect, --resume's included
+            if self.args.resume:
+                self.folder.keep_log_until(self.start_step)
+
+    def _on_signal(self, signum, frame):
+        """The first Ctrl-C / SIGTERM: finish the step, save, exit. The second: exit now (the last checkpoint stays)."""
+        if self.stop_signal is not None:
+            raise SystemExit(f"stopped by a second signal {signum}: --resume continues from the last checkpoint")
+        self.stop_signal = signum
+        if self.dist.is_main:
+            print(f"\nsignal {signum}: saving after this step (again to stop at once)", flush=True)
+
+    def stop_if_signalled(self, step):
+        # Every rank stops if any was signalled: a rank that stopped alone would leave the others waiting in their
+        # next collective (and with --fsdp, saving is one).
+        if self.dist.sum(float(self.stop_signal is not None)).item():
+            self.save(step)
+            why = f"signal {self.stop_signal}" if self.stop_signal is not None else "a signal to another rank"
+            raise SystemExit(f"stopped by {why} after step {step}; --resume continues")
+
+    def restore(self, path, state):
+        """--resume: the optimizer, the schedule and the random state as the checkpoint at `path` saved them."""
+        sharding.load_optimizer_state(self.policy, self.opt, state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        checkpoint.set_rng_state(state["rng"])
+        if self.dist.is_main:
+            print(f"resumed from {path} at step {state['step']}")
+            saved_world = state.get("world", self.dist.world)  # absent from checkpoints written before it was saved
+            if saved_world != self.dist.world:
+                print(
+                    f"note: saved by {saved_world} processes, continued on {self.dist.world}: the same prompts, global batch "
+                    f"and optimizer state, but each rank seeds its own samples, so from step {state['step'] + 1} on "
+                    f"they differ from what {saved_world} processes would have drawn"
+                )
+
+    def save(self, step):
+        """A checkpoint of the model after `step` updates (rank 0 writes it); never right after a skipped step."""
+        if step == self.saved_step or self.bad_steps:
+            return
+        self.check_parameters(logits=True)  # only a model that can still sample is saved
+        self.saved_step = step
+        # --fsdp: every rank takes part in gathering the full weights and optimizer state to rank 0
+        weights = sharding.full_weights_state(self.policy)  # None: not sharded, the model's own is full
+        optimizer = sharding.full_optimizer_state(self.policy, self.opt)
+        if self.dist.is_main:
+            state = {
+                "optimizer": optimizer,
+                "scheduler": self.sched.state_dict(),
+                "config": vars(self.args),
+                "world": self.dist.world,
+            }
+            checkpoint.save(self.args.out, step, self.policy, self.tokenizer, state, self.args.keep, weights)
+
+    def save_final(self):
+        """The last checkpoint, and the final model in out/final (what evaluate.py loads), both verified on load."""
+        self.save(self.args.steps)
+        self.check_parameters(logits=True)
+        weights = sharding.full_weights_state(self.policy)
+        if self.dist.is_main:
+            checkpoint.write_folder(os.path.join(self.args.out, "final"), self.policy, self.tokenizer, weights=weights)
+        if self.tracker is not None:
+            self.tracker.close()
+        self.dist.close()
+        # The run is complete: a signal now must not make it look failed. Python resets its handlers to the default
+        # while the interpreter shuts down (a Ctrl-C there killed the process: exit 130), but keeps "ignore".
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+class Run(Safekeeping):
     """Everything a training run holds, built once from the options."""
 
     def __init__(self, parser, argv=None):
@@ -170,16 +294,8 @@ class Run:
         if args.prompts_per_step % dist.world:
             raise SystemExit(f"error: --prompts-per-step {args.prompts_per_step} must be divisible by the {dist.world} ranks")
         self.template = check_template(args.template or default_template(args.dataset))
-        self.start_step = 0
-        if args.resume:
-            path = checkpoint.latest(args.out)
-            state = checkpoint.load_trainer_state(path)
-            self.start_step = state["step"]
-            if args.steps < self.start_step:
-                raise SystemExit(
-                    f"error: --resume: --steps {args.steps} is below the checkpoint's step {self.start_step} ({path}): "
-                    f"give --steps {self.start_step} or more"
-                )
+        path, state = resume_point(args) if args.resume else (None, None)
+        self.start_step = state["step"] if state else 0
         random.seed(args.seed)
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)
@@ -202,9 +318,7 @@ class Run:
         self.sampling = sampling_settings(args)
         # A fixed prompt whose logits must stay finite before a model is saved (check_parameters)
         self.probe = torch.tensor([self.eval_rows[0]["prompt_ids"]], device=dist.device)
-        if args.resume:
-            base = load_model(path, dist.device)
-        self.policy = base.train()
+        self.policy = (load_model(path, dist.device) if args.resume else base).train()
         if args.gradient_checkpointing:
             self.policy.activation_checkpointing_enable()
         if args.fsdp:
@@ -213,39 +327,10 @@ class Run:
                 sharding.shard(self.ref, dist.device)
         self.opt, self.sched = optimizer(self.policy, args)
         if args.resume:
-            sharding.load_optimizer_state(self.policy, self.opt, state["optimizer"])
-            self.sched.load_state_dict(state["scheduler"])
-            checkpoint.set_rng_state(state["rng"])
-            if dist.is_main:
-                print(f"resumed from {path} at step {self.start_step}")
-                saved_world = state.get("world", dist.world)  # absent from checkpoints written before it was saved
-                if saved_world != dist.world:
-                    print(
-                        f"note: saved by {saved_world} processes, continued on {dist.world}: the same prompts, global batch "
-                        f"and optimizer state, but each rank seeds its own samples, so from step {self.start_step + 1} on "
-                        f"they differ from what {saved_world} processes would have drawn"
-                    )
-        self.bad_steps = 0
-        self.saved_step = self.start_step  # never write the same checkpoint twice
-        self.stop_signal = None
+            self.restore(path, state)
         self.bar = None  # the progress bar, once steps() runs
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_signal)
-        if dist.is_main:
-            if args.overwrite:  # only now, with the data, the model and every option found good
-                self.folder.clear()
-            self.folder.save_config(args)  # the values in effect, --resume's included
-            if args.resume:
-                self.folder.keep_log_until(self.start_step)
+        self.take_over_the_folder()  # --overwrite clears the old run only now, with everything above found good
         self.tracker = tracking.start(args.report_to, args.out, args.out, vars(args)) if dist.is_main else None
-
-    def _on_signal(self, signum, frame):
-        """The first Ctrl-C / SIGTERM: finish the step, save, exit. The second: exit now (the last checkpoint stays)."""
-        if self.stop_signal is not None:
-            raise SystemExit(f"stopped by a second signal {signum}: --resume continues from the last checkpoint")
-        self.stop_signal = signum
-        if self.dist.is_main:
-            print(f"\nsignal {signum}: saving after this step (again to stop at once)", flush=True)
 
     # -------------------------------------------------------------------------
     def steps(self):
@@ -291,34 +376,6 @@ class Run:
             model.to("cpu")
         return (logp, ent) if entropy else logp
 
-    def skip_step(self, grad_norm):
-        """True when the step must be skipped: a non-finite gradient norm (warned; three in a row stop the run)."""
-        if math.isfinite(grad_norm):
-            self.bad_steps = 0
-            return False
-        self.bad_steps += 1
-        warnings.warn(f"non-finite gradient (norm {grad_norm}): step skipped ({self.bad_steps} in a row)")
-        if self.bad_steps >= MAX_BAD_STEPS:
-            raise SystemExit(f"{MAX_BAD_STEPS} non-finite steps in a row: stopping (checkpoints already written are intact)")
-        self.opt.zero_grad(set_to_none=True)
-        return True
-
-    def check_parameters(self, logits=False):
-        """After an update: every parameter finite, or stop before anything is saved. logits=True, before a save:
-        the probe prompt's logits too (finite weights can be large enough for the logits to overflow)."""
-        if logits:
-            with sharding.full_weights(self.policy):  # --fsdp: gathered for the probe, and every unit resharded after
-                ok = checkpoint.finite(self.policy, self.probe)
-            self._stop_unless(ok, "the model's weights or logits are not finite")
-            return
-        finite_weights = torch.stack([torch.isfinite(sharding.local(p)).all() for p in self.policy.parameters()]).all()
-        self._stop_unless(finite_weights, "the update left non-finite parameters")
-
-    def _stop_unless(self, ok, why):
-        """Stop every rank unless `ok` holds on all of them (each checks what it holds: its shards with --fsdp)."""
-        if self.dist.sum(~torch.as_tensor(ok)).item():
-            raise SystemExit(f"error: {why}: stopping without saving (the last checkpoint is intact; --resume continues from it)")
-
     # -------------------------------------------------------------------------
     def metrics(self, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0):
         """Every diagnostic of a step, over all ranks (`step_metrics`); lr: the one this step's update used. A
@@ -353,44 +410,3 @@ class Run:
         r, _ = self.eval_grader.grade(texts, [x["answer"] for x in rows], self.policy.device)
         n = d.sum(len(r)).item()
         return {"eval_accuracy": d.sum(r.sum()).item() / n, "eval_length": d.sum(roll.lengths.sum()).item() / n}
-
-    def save(self, step):
-        """A checkpoint of the model after `step` updates (rank 0 writes it); never right after a skipped step."""
-        if step == self.saved_step or self.bad_steps:
-            return
-        self.check_parameters(logits=True)  # only a model that can still sample is saved
-        self.saved_step = step
-        # --fsdp: every rank takes part in gathering the full weights and optimizer state to rank 0
-        weights = sharding.full_weights_state(self.policy)  # None: not sharded, the model's own is full
-        optimizer = sharding.full_optimizer_state(self.policy, self.opt)
-        if self.dist.is_main:
-            state = {
-                "optimizer": optimizer,
-                "scheduler": self.sched.state_dict(),
-                "config": vars(self.args),
-                "world": self.dist.world,
-            }
-            checkpoint.save(self.args.out, step, self.policy, self.tokenizer, state, self.args.keep, weights)
-
-    def stop_if_signalled(self, step):
-        # Every rank stops if any was signalled: a rank that stopped alone would leave the others waiting in their
-        # next collective (and with --fsdp, saving is one).
-        if self.dist.sum(float(self.stop_signal is not None)).item():
-            self.save(step)
-            why = f"signal {self.stop_signal}" if self.stop_signal is not None else "a signal to another rank"
-            raise SystemExit(f"stopped by {why} after step {step}; --resume continues")
-
-    def save_final(self):
-        """The last checkpoint, and the final model in out/final (what evaluate.py loads), both verified on load."""
-        self.save(self.args.steps)
-        self.check_parameters(logits=True)
-        weights = sharding.full_weights_state(self.policy)
-        if self.dist.is_main:
-            checkpoint.write_folder(os.path.join(self.args.out, "final"), self.policy, self.tokenizer, weights=weights)
-        if self.tracker is not None:
-            self.tracker.close()
-        self.dist.close()
-        # The run is complete: a signal now must not make it look failed. Python resets its handlers to the default
-        # while the interpreter shuts down (a Ctrl-C there killed the process: exit 130), but keeps "ignore".
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
