@@ -382,7 +382,7 @@ class Run(Safekeeping):
         non-finite loss stops the run here, before anything is saved."""
         lr = self.sched.get_last_lr()[0]
         m = step_metrics(self.dist, self.args.group_size, lr, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0)
-        self._stop_unless(math.isfinite(m["loss"]), "the loss is not finite")
+        self._stop_unless(math.isfinite(m["loss"]), "the loss is not finite: the run diverged (a lower --lr may help)")
         return m
 
     def log(self, step, metrics):

@@ -71,6 +71,8 @@ EXERCISES = (
             "tests/test_theory.py::test_power_distribution_gets_shorter_as_alpha_grows",
             "tests/test_theory.py::test_fixed_length_control_closes_the_length_channel",
             "tests/test_theory.py::test_covariance_condition",
+            "tests/test_power_sample.py::test_smc_converges_to_pi_ref_to_the_alpha_as_particles_grow",
+            "tests/test_power_sample.py::test_scalable_power_sampling_converges_to_pi_ref_to_the_alpha_as_futures_grow",
         ),
         60,
     ),

@@ -307,12 +307,13 @@ def test_a_damaged_newest_checkpoint_falls_back_on_resume(tmp_path):
 
 @slow
 def test_a_diverging_run_stops_and_writes_no_final_model(tmp_path):
-    """One step at --lr 1e38 leaves finite weights whose logits overflow: the next rollout stops the run."""
+    """One step at --lr 1e38 leaves finite weights whose logits overflow: the next step's loss (its samples'
+    log-probs are NaN) stops the run before anything is logged or saved."""
     out = str(tmp_path / "run")
     proc = script("train_task.py", "--lr", "1e38", "--warmup", "0", "--steps", "3", "--out", out, *SMALL)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert last_line(proc) == (
-        "error: the policy's logits are not finite: the run diverged (a lower --lr may help): stopping without saving "
+        "error: the loss is not finite: the run diverged (a lower --lr may help): stopping without saving "
         "(the last checkpoint is intact; --resume continues from it)"
     )
     assert sorted(os.listdir(out)) == [".lock", "config.json", "log.jsonl"]  # no checkpoint of it, no final/
@@ -329,7 +330,7 @@ def test_a_diverging_run_stops_and_writes_no_final_model(tmp_path):
 @slow
 def test_ctrl_c_during_the_imports_exits_quietly():
     # -X importtime writes a line to stderr as each module finishes loading: the first line of a torch submodule
-    # says that the script is inside `import torch` (options, imported first, has set its handler by then).
+    # says that the script is inside `import torch` (plumbing.options, imported first, has set its handler by then).
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-X", "importtime", os.path.join(ROOT, "train_task.py"), "--steps", "1", "--out", "/nonexistent/never"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -338,7 +339,7 @@ def test_ctrl_c_during_the_imports_exits_quietly():
         loaded.append(line.split("|")[-1].strip())
         if loaded[-1].startswith("torch."):
             break
-    assert "options" in loaded, "options was not imported before torch"
+    assert "plumbing.options" in loaded, "plumbing.options was not imported before torch"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err

@@ -6,6 +6,8 @@ import os
 import re
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # One RL step of train_task.py, as a student follows it (the fast sampler and the plumbing behind run.* left
@@ -102,6 +104,8 @@ def test_training_never_imports_the_evaluation_script():
 
 
 def test_the_readme_states_the_routes_real_length():
+    if any('NotImplementedError("exercise' in open(os.path.join(ROOT, f)).read() for f in ROUTE):
+        pytest.skip("a student copy of the course: its blanked functions change the route's length")
     counts = route_lines()
     total = sum(counts.values())
     assert len(counts) <= 5 and total <= 500, counts
