@@ -23,8 +23,8 @@ The grader here is binary: no partial credit, no format credit. It works in thre
    digits, both sides finite, at a precision raised until the difference is resolved. An infinite,
    undefined or overflowing value never equals a finite gold. Expressions in variables are equal as real
    functions: the same domain and the same values on it (sqrt(x^2) = |x| but not x; log(x^2) = 2 log|x|
-   but not 2 log x), checked at random rational points of both signs and |x| from 10^-3 to 10^5, and in one
-   variable also between every two zeros of what is under a |.|, root or logarithm. Rational functions
+   but not 2 log x), checked at random rational points of both signs and |x| from 10^-3 to 10^5, and along each
+   variable's axis also between every two zeros of what is under a |.|, root or logarithm. Rational functions
    are compared exactly, modulo a random 61-bit prime.
 
 The whole check, extraction included, runs in a worker process under a hard time limit (timelimit.py),
@@ -510,6 +510,7 @@ _POINTS = 2 * len(_BANDS)
 _SIGN_MASKS = [1, 3, 5]  # coordinate k is negative at point j when j & mask has odd parity: see _points
 _PRIME_BITS = 61  # rational functions are compared modulo a prime of this size at random points (_mod_prime)
 _MAX_KINK_DEGREE = 40  # the highest degree whose real zeros are isolated to place a point between each two
+_KINK_AXES = 3  # variables along whose axis (the others held) the zeros are isolated
 _UNKNOWN = object()  # a sign or a value that did not resolve at a point: the point says nothing
 
 
@@ -575,9 +576,10 @@ def _points(a: _Answer, b: _Answer, symbols: list) -> list[dict]:
     nonzero rational function of degree D vanishes at such a point with probability about D / 10^10
     (Schwartz-Zippel); small denominators keep exact arithmetic cheap at high degree. Every coordinate takes
     both signs in every band of _BANDS (|x| from 10^-3 to 10^5), and the first three take every sign pattern
-    (x < 0 < y, ...): a branch (a root, a logarithm, |x|) shows wherever the real line has one. In one variable,
-    also a point in every interval between the real zeros of what is under |.|, a root or a logarithm (_kinks):
-    there both sides are analytic, so equal at one point of it means equal on all of it."""
+    (x < 0 < y, ...): a branch (a root, a logarithm, |x|) shows wherever the real line has one. Along each of the
+    first _KINK_AXES variables (the others held at the first point), also a point in every interval between the
+    real zeros of what is under |.|, a root or a logarithm (_kinks): on that line both sides are analytic there, so
+    a difference beyond the sampled bands (|y - 10^6| in x + y) still shows. In one variable that covers the line."""
     seed = int.from_bytes(hashlib.sha256(f"{sympy.srepr(a.value)}|{sympy.srepr(b.value)}".encode()).digest()[:8], "big")
     rng = random.Random(seed)
     masks = _SIGN_MASKS + [2 * rng.randrange(1 << 8) + 1 for _ in symbols[len(_SIGN_MASKS) :]]
@@ -590,8 +592,9 @@ def _points(a: _Answer, b: _Answer, symbols: list) -> list[dict]:
             sign = -1 if bin(j & masks[k]).count("1") % 2 else 1
             point[s] = sign * sympy.Rational(rng.randrange(int(low * q), int(high * q)), q)
         points.append(point)
-    if len(symbols) == 1:
-        zeros = _kinks([a, b], symbols[0])  # disjoint intervals (low, high), each around one zero, in order
+    for x in symbols[:_KINK_AXES]:  # along each axis, the other variables at the first point's coordinates
+        fixed = {s: v for s, v in points[0].items() if s != x}
+        zeros = _kinks([a, b], x, fixed)  # disjoint intervals (low, high), each around one zero, in order
         ends = (
             [-abs(zeros[0][0]) - 1 if zeros else -1]
             + [z for interval in zeros for z in interval]
@@ -599,14 +602,15 @@ def _points(a: _Answer, b: _Answer, symbols: list) -> list[dict]:
         )
         for low, high in zip(ends[::2], ends[1::2]):  # the gaps between zeros, and beyond the outer ones
             q = rng.randrange(1 << 16, 1 << 17)
-            points.append({symbols[0]: low + (high - low) * sympy.Rational(rng.randrange(q // 4, 3 * q // 4), q)})
+            points.append(fixed | {x: low + (high - low) * sympy.Rational(rng.randrange(q // 4, 3 * q // 4), q)})
     return points
 
 
-def _kinks(answers: list, x: sympy.Symbol) -> list:
-    """Isolating intervals of the real zeros of every argument of |.|, sign, a root, a logarithm, arcsin/arccos
-    (at +-1): where a side can stop being one analytic function. Arguments that are not rational functions of
-    x with rational coefficients of degree <= _MAX_KINK_DEGREE are left to the sampled points."""
+def _kinks(answers: list, x: sympy.Symbol, fixed: dict) -> list:
+    """Isolating intervals of the real zeros in x, the other variables at `fixed`, of every argument of |.|, sign,
+    a root, a logarithm, arcsin/arccos (at +-1): where a side can stop being one analytic function along that
+    line. Arguments that are not rational functions of x with rational coefficients of degree <= _MAX_KINK_DEGREE
+    are left to the sampled points."""
     arguments = []
     for answer in answers:
         for kind, argument, _ in answer.conditions:
@@ -615,6 +619,7 @@ def _kinks(answers: list, x: sympy.Symbol) -> list:
             arguments += [f.args[0] for f in e.atoms(sympy.Abs, sympy.sign)]
     polys = []
     for argument in arguments:
+        argument = argument.subs(fixed) if fixed else argument
         if not argument.is_rational_function(x):
             continue
         for part in sympy.fraction(sympy.together(argument)):

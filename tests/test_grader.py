@@ -483,3 +483,16 @@ def test_a_power_after_a_functions_parentheses_is_the_functions():
     assert answers_match(r"\sin x^2", r"\sin(x^2)")  # without parentheses the power stays with x
     assert not answers_match(r"\sin(x)^2", r"\sin(x^2)")
     assert answers_match(r"\log(2)x", r"x\log 2")
+
+
+@pytest.mark.parametrize(
+    "pred, gold",
+    [
+        (r"x+y+|y-10^6|+y-10^6", "x+y"),  # equal only for y <= 10^6, beyond every sampled band
+        (r"x+y+|x-y-10^6|+x-y-10^6", "x+y"),  # the kink runs across both variables
+        (r"xy+\sqrt{(y-2\cdot 10^6)^2}+y-2\cdot 10^6", "xy"),
+    ],
+)
+def test_several_variables_differing_only_far_out_are_not_equal(pred, gold):
+    # the zeros of what is under |.| or a root are isolated along each variable's axis, the others held
+    assert grade(rf"\boxed{{{pred}}}", gold, **STRICT) == 0.0
