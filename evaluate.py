@@ -82,36 +82,36 @@ def maj_at_k(answers, correct, k, rng, trials=1000):
 
 
 # -----------------------------------------------------------------------------
-# sampling: the one path of training and evaluation
+# sampling and grading (rollout.sample, the same path as training), and the roads to p^alpha
 
 
-def road_sampler(road, proposal):
+class RoadSampler:
     """A sampler with rollout's signature that draws each response by a road to p^alpha (family/power_sample.ROADS:
     "mh" with blocks, mcmc_steps; "smc" with particles, ess_threshold; "scalable" with candidates, rollouts), in
-    place of one plain draw; `proposal` is the plain sampler that MH's proposal and the scalable futures use. It
-    counts the tokens it sampled in its .cost[0]."""
-    settings = dict(road)
-    draw_road = ROADS[settings.pop("road")]
-    if draw_road is not smc_rollout:  # Power-SMC decodes on its own cache: resampling moves it
-        settings["sampler"] = proposal
+    place of one plain draw; `proposal` is the plain sampler that MH's proposal and the scalable futures use.
+    `sampled` counts the tokens it has sampled: its cost."""
 
-    def draw(model, prompt_ids, max_new_tokens, eos, pad, temperature, top_k, top_p, ignore_eos, generator):
-        roll, sampled = draw_road(model, prompt_ids, max_new_tokens, eos, pad, generator=generator, **settings)
-        draw.cost[0] += sampled
+    def __init__(self, road, proposal):
+        self.settings = dict(road)
+        self.draw = ROADS[self.settings.pop("road")]
+        if self.draw is not smc_rollout:  # Power-SMC decodes on its own cache: resampling moves it
+            self.settings["sampler"] = proposal
+        self.sampled = 0
+
+    def __call__(self, model, prompt_ids, max_new_tokens, eos, pad, temperature, top_k, top_p, ignore_eos, generator):
+        roll, sampled = self.draw(model, prompt_ids, max_new_tokens, eos, pad, generator=generator, **self.settings)
+        self.sampled += sampled
         return roll
-
-    draw.cost = [0]
-    return draw
 
 
 def sample_and_grade(model, tokenizer, rows, grader, n, generator=None, **sampling):
     """n responses to each row's prompt (rollout.sample's settings), graded: (Rollout, r, answers, texts, the tokens
-    sampled to get them: a power sampler counts its own, see `power_sampler`)."""
-    cost = sampling["sampler"].cost if hasattr(sampling["sampler"], "cost") else None
-    before = cost[0] if cost else 0
+    sampled to get them: the responses' lengths, or what a RoadSampler counted)."""
+    counted = getattr(sampling["sampler"], "sampled", None)
     roll, texts = rollout.sample(model, tokenizer, [row["prompt_ids"] for row in rows], n, generator=generator, **sampling)
     r, answers = grader.grade(texts, [row["answer"] for row in rows for _ in range(n)], model.device)
-    return roll, r, answers, texts, cost[0] - before if cost else int(roll.lengths.sum())
+    sampled = int(roll.lengths.sum()) if counted is None else sampling["sampler"].sampled - counted
+    return roll, r, answers, texts, sampled
 
 
 def records_of(rows, n, roll, r, answers, texts, sampled, seconds=None):
@@ -182,7 +182,7 @@ def evaluate_model(path, args, dist):
     power = road_of(args)
     if power and power["road"] == "scalable" and args.candidates > model.config.vocab_size:
         raise SystemExit(f"error: --candidates {args.candidates} exceeds the vocabulary ({model.config.vocab_size} tokens)")
-    drawn = road_sampler(power, sampler) if power else sampler
+    drawn = RoadSampler(power, sampler) if power else sampler
     records = []
     per_call = max(1, args.batch_size // args.n)  # problems per call: one batch of samples in memory at a time
     for i in range(0, len(mine), per_call):
@@ -232,7 +232,7 @@ def check_roads(given):
 
 
 def road_of(args):
-    """road_sampler's road: the chosen one and its settings (None: plain sampling)."""
+    """RoadSampler's road: the chosen one and its settings (None: plain sampling)."""
     for flag, (road, settings) in ROAD_OPTIONS.items():
         if getattr(args, flag):
             return dict(road=road, alpha=args.alpha, **{s: getattr(args, s) for s in settings})

@@ -145,7 +145,7 @@ def step_metrics(dist, G, lr, roll, r, R, ref_logp, logp, entropy, answers, loss
     m["entropy"] = dist.sum((entropy * mask).sum()).item() / tokens
     m["zero_std_groups"] = dist.sum((R.view(-1, G).std(1) < 1e-8).float().sum()).item() / (n / G)
     m["loss"] = dist.sum(loss).item()
-    m["grad_norm"] = grad_norm if grad_norm is not None else float("nan")
+    m["grad_norm"] = grad_norm  # non-finite on a skipped step
     m["lr"] = lr
     m["step_time"] = time.time() - t0
     m["tokens_per_s"] = tokens / m["step_time"]

@@ -18,7 +18,7 @@ same distribution), used by default. Nothing here changes what is sampled; read 
 
 It leans on transformers' cache internals (StaticCache's layers, StaticLayer.lazy_initialization): a newer
 transformers may break it; rollout.py uses only the model's forward and DynamicCache. `--plain-rollout` on the
-command line takes the reference instead (the one choice: `sampler=` in trainer.Run.sampling and evaluate.py).
+command line takes the reference instead (the one choice: `sampler=` in trainer.sampling_settings and evaluate.py).
 """
 
 import functools
