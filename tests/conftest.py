@@ -52,31 +52,14 @@ def toy_path():
     return os.path.join(ROOT, "toy_models", "toy")
 
 
-def reward_lines(script):
-    """A trainer's own reward lines, compiled from the script: the loop's statements that build the reward's
-    inputs (ref_sum, logp_pi, norm_ref) and its `if args.mode == ...` chain. Tests run these, not a copy."""
-    tree = ast.parse(open(os.path.join(ROOT, script)).read())
-    loop = next(node for node in tree.body if isinstance(node, ast.For))
-    inputs = {"ref_sum", "logp_pi", "norm_ref"}
-
-    def wanted(node):
-        if isinstance(node, ast.Assign):
-            names = {n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
-            return bool(names & inputs)
-        return isinstance(node, ast.If) and "args.mode ==" in ast.unparse(node.test)
-
-    body = [node for node in loop.body if wanted(node)]
-    assert len(body) == 3, f"{script}: expected the two input lines and the reward chain, found {len(body)} statements"
-    return compile(ast.Module(body=body, type_ignores=[]), script, "exec")
-
-
 def trainer_reward(script, mode, args=None, **inputs):
-    """R from the trainer's reward lines, on the given tensors (ref_logp and logp per token, roll, r, ...)."""
+    """R from the trainer's own reward lines (the loop's statements from the reward's inputs, ref_sum and
+    norm_ref, to its `if args.mode == ...` chain), on the given tensors (ref_logp and logp per token, roll, r, ...)."""
     import rewards
 
     options = dict(mode=mode, alpha=1.0, b=1.0, normalization="sum", length_power=0.5) | (args or {})
     scope = dict(args=SimpleNamespace(**options), torch=torch, rewards=rewards, **inputs)
-    exec(reward_lines(script), scope)
+    exec(loop_lines(script, "ref_sum, logp_pi =", "if args.mode =="), scope)
     return scope["R"]
 
 
