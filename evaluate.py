@@ -45,8 +45,9 @@ import torch
 
 import rollout
 from family.power_sample import ROADS, smc_rollout
-from model import load_model, load_tokenizer, pick_device, resolve_model_path
+from model import use_bf16
 from plumbing import checkpoint, distributed, fast_rollout, tracking
+from plumbing.loading import load_model, load_tokenizer, pick_device, resolve_model_path
 from plumbing.run_folder import write_json_atomically, writing
 from rewards import TaskGrader
 from tasks.data import check_template, default_template, drop_long_prompts, load_or_exit
@@ -170,6 +171,8 @@ def evaluate_model(path, args, dist):
     template = check_template(args.template or default_template(args.dataset))
     tokenizer = load_tokenizer(path)
     model = load_model(path, dist.device)
+    if args.bf16:
+        use_bf16(model)
     rows = drop_long_prompts(rows, tokenizer, template, model.config, args.max_new_tokens, args.dataset)
     probe = rows[0]["prompt_ids"]  # a fixed prompt whose logits must be finite: a diverged model is refused
     if not checkpoint.finite(model, torch.tensor([probe], device=dist.device)):
@@ -251,7 +254,7 @@ def model_path_of(run):
         return checkpoint.verified(final)
     if os.path.exists(os.path.join(run, "log.jsonl")):
         raise SystemExit(f"error: {run} is a run without a final model yet: evaluate one of its step_*/ checkpoints")
-    return checkpoint.verified(run)
+    return checkpoint.verified(resolve_model_path(run))
 
 
 def training_cost(run):
@@ -357,7 +360,7 @@ def read_tables(paths):
 
 def parser():
     p = options.Parser(__doc__)
-    p.add("--model", help="hub id or folder (default: the toy model of a toy dataset)")
+    p.add("--model", help="hub id, folder, .gguf file, or smollm2 (default: the toy model of a toy dataset)")
     p.add("--compare", nargs="+", metavar="NAME=PATH", help="evaluate several models/runs side by side")
     p.add("--dataset", default="toy", help="short name (toy, math500, gsm8k, ...) or a local file")
     p.add("--split", default="test")
@@ -374,6 +377,7 @@ def parser():
     )
     options.sampling_options(p)
     p.add("--batch-size", type=options.COUNT, default=256, help="sequences per rollout call")
+    p.add("--bf16", action="store_true", help="bf16 autocast on a CPU too, as on CUDA (2-3x faster on CPUs with bf16 units)")
     p.add("--template", help="prompt template with {problem} (default: the dataset's)")
     p.add("--grader", default="builtin", choices=("builtin", "math_verify"))
     p.add("--trials", type=options.COUNT, default=1000, help="random k-subsets per problem for maj@k")

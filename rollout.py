@@ -157,7 +157,7 @@ def sample(
     eos, pad = eos_ids(tokenizer, model), tokenizer.pad_token_id
     parts = []
     for i in range(0, len(prompts), batch_size):
-        with autocast(model.device):
+        with autocast(model):
             batch = prompts[i : i + batch_size]
             parts.append(sampler(model, batch, max_new_tokens, eos, pad, temperature, top_k, top_p, ignore_eos, generator))
     model.train(training)

@@ -28,8 +28,9 @@ from tqdm import tqdm
 
 import rollout
 from loss import AGGREGATIONS, BASELINES
-from model import frozen_copy, load_model, load_tokenizer, micro_batches, pick_device, resolve_model_path, response_logprobs
-from plumbing import checkpoint, distributed, fast_rollout, options, sharding, tracking
+from model import frozen_copy, micro_batches, response_logprobs, use_bf16
+from plumbing import checkpoint, distributed, fast_rollout, options, sharding, shared_prompts, tracking
+from plumbing.loading import load_model, load_tokenizer, pick_device, resolve_model_path
 from plumbing.run_folder import RunFolder
 from rewards import NORMALIZATIONS, TaskGrader
 from tasks.data import check_template, default_template, drop_long_prompts, load_or_exit
@@ -39,8 +40,8 @@ MAX_BAD_STEPS = 3  # consecutive non-finite steps before a run is stopped
 
 def parser(description, out):
     p = options.Parser(description)
-    p.add("--model", help="hub id or folder (default: the toy model of a toy dataset)")
-    p.add("--dataset", default="toy", help="training set: toy, toy-aligned, math_lighteval, deepscaler, gsm8k, or a file")
+    p.add("--model", help="hub id, folder, .gguf file, or smollm2 (default: the toy model of a toy dataset)")
+    p.add("--dataset", default="toy", help="training set: toy, toy-aligned, arith, math_lighteval, deepscaler, gsm8k, or a file")
     p.add("--eval-dataset", help="in-training evaluation set (default: the training set's test split)")
     p.add("--question-key", help="question column of a local data file")
     p.add("--answer-key", help="answer column of a local data file")
@@ -71,6 +72,16 @@ def parser(description, out):
     p.add("--rollout-batch", type=options.COUNT, default=512, help="sequences per rollout call")
     p.add("--gradient-checkpointing", action="store_true")
     p.add("--ref-on-cpu", action="store_true", help="keep the reference model in CPU memory between uses")
+    p.add(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast on a CPU too, as on CUDA: 2-3x faster matrix products on CPUs with bf16 units",
+    )
+    p.add(
+        "--share-prompts",
+        action="store_true",
+        help="score each distinct prompt once, not once per sample (shared_prompts.py): the same log-probs, fewer tokens",
+    )
     p.add(
         "--fsdp",
         action="store_true",
@@ -114,6 +125,15 @@ def sampling_settings(args):
         batch_size=args.rollout_batch,
         sampler=rollout.rollout if args.plain_rollout else fast_rollout.rollout,
     )
+
+
+def configure(model, args):
+    """A freshly loaded model (the policy; its frozen copy pi_ref inherits this) as --bf16 and --share-prompts ask."""
+    if args.bf16:
+        use_bf16(model)
+    if args.share_prompts:
+        shared_prompts.enable(model)
+    return model
 
 
 def optimizer(policy, args):
@@ -291,6 +311,8 @@ class Run(Safekeeping):
             args = self.folder.resumed_config(args, parser)
         self.args = args = options.fill_task_defaults(args)
         tracking.require(args.report_to)  # a missing package stops every rank before anything loads
+        if args.share_prompts and args.fsdp:
+            raise SystemExit("error: --share-prompts does not combine with --fsdp: choose one")
         if args.prompts_per_step % dist.world:
             raise SystemExit(f"error: --prompts-per-step {args.prompts_per_step} must be divisible by the {dist.world} ranks")
         self.template = check_template(args.template or default_template(args.dataset))
@@ -302,7 +324,7 @@ class Run(Safekeeping):
         train, held_out = load_data(args)  # before the model: a typo in the data stops first
         args.model = resolve_model_path(args.model, args.dataset)
         self.tokenizer = load_tokenizer(args.model)
-        base = load_model(args.model, dist.device)
+        base = configure(load_model(args.model, dist.device), args)
         fit = (self.tokenizer, self.template, base.config, args.max_new_tokens)  # each row gets its prompt's token ids
         self.train_rows, self.eval_rows = (
             drop_long_prompts(train, *fit, "training set"),
@@ -318,7 +340,7 @@ class Run(Safekeeping):
         self.sampling = sampling_settings(args)
         # A fixed prompt whose logits must stay finite before a model is saved (check_parameters)
         self.probe = torch.tensor([self.eval_rows[0]["prompt_ids"]], device=dist.device)
-        self.policy = (load_model(path, dist.device) if args.resume else base).train()
+        self.policy = (configure(load_model(path, dist.device), args) if args.resume else base).train()
         if args.gradient_checkpointing:
             self.policy.activation_checkpointing_enable()
         if args.fsdp:

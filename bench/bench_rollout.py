@@ -31,8 +31,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import rollout  # noqa: E402
-from model import TOY_MODELS, eos_ids, load_model, load_tokenizer  # noqa: E402
+from model import eos_ids  # noqa: E402
 from plumbing import fast_rollout  # noqa: E402
+from plumbing.loading import TOY_MODELS, load_model, load_tokenizer  # noqa: E402
 from rollout import left_pad  # noqa: E402
 from tasks import toytask  # noqa: E402
 from tasks.data import build_prompt, load_problems  # noqa: E402

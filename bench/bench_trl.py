@@ -45,7 +45,7 @@ sys.path[:0] = [os.path.join(os.path.dirname(os.path.abspath(__file__)), d) for 
 import trainer  # noqa: E402
 from conftest import sample_step, trainer_update  # noqa: E402  (tests/conftest.py: the trainers' own step-1 and step-5 lines)
 from loss import group_advantages  # noqa: E402
-from model import TOY_MODELS, load_model, load_tokenizer  # noqa: E402
+from plumbing.loading import TOY_MODELS, load_model, load_tokenizer  # noqa: E402
 from tasks import toytask  # noqa: E402
 from tasks.data import build_prompt, load_problems  # noqa: E402
 

@@ -24,6 +24,7 @@ ROUTE = {
         "_logprob_chunk",
         "response_logprobs",
         "_response_logprobs",
+        "head_logprobs",
         "micro_batches",
     ],  # fmt: skip
 }
