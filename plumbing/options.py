@@ -1,6 +1,7 @@
 """
 Command-line options shared by the trainers and evaluate.py: each with its range, checked when parsed (a bad
-value stops with one line), and its default shown by --help, for the toy and for real models.
+value stops with one line), and its default shown by --help, for the toy and for real models; and what the
+sampling options mean to rollout.sample (sampling_settings: the one place that picks the sampler).
 
 Imported first by every script: a Ctrl-C while the heavy imports (torch, transformers) load exits quietly.
 """
