@@ -95,7 +95,7 @@ for step in run.steps():
     ref_sum, logp_pi = ref_logp.sum(-1), logp.sum(-1)  # log pi_ref(y|x) and log pi_theta(y|x), EOS included
     norm_ref = rewards.normalized_likelihood(ref_sum, roll.lengths, args.normalization, args.length_power)  # = ref_sum by default
 
-    # 3. the reward (rewards.py, one function per formula): with the mode in `fresh`, the lines that differ from train_sharpen.py
+    # 3. the reward (rewards.py, one function per formula): with `fresh`'s mode, the lines that differ from train_sharpen.py
     #    (norm_ref is log pi_ref(y|x), or its --normalization by length; only the extra power is normalised)
     if args.mode == "task":
         R = r
