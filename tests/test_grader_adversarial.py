@@ -1,4 +1,4 @@
-"""The task reward cannot be gamed: tests/adversarial.py's cases (overflowing and infinite values against
+"""The task reward cannot be gamed: tasks/adversarial.py's cases (overflowing and infinite values against
 ordinary golds, big equal and big different numbers, false and true identities, identities that hold on
 part of the real line only, hedges, numbers spelled to be read as other numbers) all get the reward they
 deserve from the built-in grader, on the main thread and off it. Graded in strict mode (a worker failure or
@@ -6,8 +6,7 @@ overrun raises), so every 0 is a verdict."""
 
 import threading
 
-import adversarial
-from tasks import timelimit
+from tasks import adversarial, timelimit
 from tasks.grader import answers_match, grade
 
 STRICT = dict(timeout=30.0, strict=True)

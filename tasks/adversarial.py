@@ -2,8 +2,9 @@
 
 Every case is (prediction, gold, expected) with expected = 1 only where the two are mathematically equal
 (expressions in variables: equal as real functions, the same domain and the same values on it).
-Used by tests/test_grader_adversarial.py (the built-in grader must get every case right) and by
-bench/bench_grader_vs_math_verify.py (agreement with HF math-verify, the paper's grader).
+Here, beside the grader, for anyone to hold a grader against: tests/test_grader_adversarial.py (the built-in
+grader must get every case right) and bench/bench_grader_vs_math_verify.py (agreement with HF math-verify, the
+paper's grader) read it.
 """
 
 # Values that overflow a float, are infinite or undefined, or are astronomically small: none of them is
