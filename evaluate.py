@@ -44,9 +44,9 @@ import numpy as np
 import torch
 
 import rollout
-from family.power_sample import ROADS, smc_rollout
+from family.roads import add_road_options, check_roads, road_sampler
 from model import use_bf16
-from plumbing import checkpoint, distributed, fast_rollout, tracking
+from plumbing import checkpoint, distributed, tracking
 from plumbing.loading import load_model, load_tokenizer, pick_device, resolve_model_path
 from plumbing.run_folder import write_json_atomically, writing
 from rewards import TaskGrader
@@ -83,26 +83,7 @@ def maj_at_k(answers, correct, k, rng, trials=1000):
 
 
 # -----------------------------------------------------------------------------
-# sampling and grading (rollout.sample, the same path as training), and the roads to p^alpha
-
-
-class RoadSampler:
-    """A sampler with rollout's signature that draws each response by a road to p^alpha (family/power_sample.ROADS:
-    "mh" with blocks, mcmc_steps; "smc" with particles, ess_threshold; "scalable" with candidates, rollouts), in
-    place of one plain draw; `proposal` is the plain sampler that MH's proposal and the scalable futures use.
-    `sampled` counts the tokens it has sampled: its cost."""
-
-    def __init__(self, road, proposal):
-        self.settings = dict(road)
-        self.draw = ROADS[self.settings.pop("road")]
-        if self.draw is not smc_rollout:  # Power-SMC decodes on its own cache: resampling moves it
-            self.settings["sampler"] = proposal
-        self.sampled = 0
-
-    def __call__(self, model, prompt_ids, max_new_tokens, eos, pad, temperature, top_k, top_p, ignore_eos, generator):
-        roll, sampled = self.draw(model, prompt_ids, max_new_tokens, eos, pad, generator=generator, **self.settings)
-        self.sampled += sampled
-        return roll
+# sampling and grading (rollout.sample, the same path as training; family/roads.py: the roads to p^alpha)
 
 
 def sample_and_grade(model, tokenizer, rows, grader, n, generator=None, **sampling):
@@ -179,23 +160,17 @@ def evaluate_model(path, args, dist):
         raise SystemExit(NOT_FINITE.format(path))
     mine = rows[dist.rank :: dist.world]  # each rank evaluates its own slice of the problems
     grader = TaskGrader(args.dataset, args.grader)
-    sampler = rollout.rollout if args.plain_rollout else fast_rollout.rollout
-    common = dict(max_new_tokens=args.max_new_tokens, top_k=args.top_k, top_p=args.top_p, batch_size=args.batch_size)
+    sampling = options.sampling_settings(args, args.batch_size)  # the sampler --plain-rollout picks, as in training
+    drawn = road_sampler(args, sampling["sampler"], model.config.vocab_size)  # or a road to p^alpha around it
     gen = torch.Generator(dist.device).manual_seed(args.seed + dist.rank)
-    power = road_of(args)
-    if power and power["road"] == "scalable" and args.candidates > model.config.vocab_size:
-        raise SystemExit(f"error: --candidates {args.candidates} exceeds the vocabulary ({model.config.vocab_size} tokens)")
-    drawn = RoadSampler(power, sampler) if power else sampler
     records = []
     per_call = max(1, args.batch_size // args.n)  # problems per call: one batch of samples in memory at a time
     for i in range(0, len(mine), per_call):
         chunk = mine[i : i + per_call]
         start = time.perf_counter()
-        sampled = sample_and_grade(
-            model, tokenizer, chunk, grader, args.n, gen, temperature=args.temperature, sampler=drawn, **common
-        )
+        sampled = sample_and_grade(model, tokenizer, chunk, grader, args.n, gen, **dict(sampling, sampler=drawn))
         records += records_of(chunk, args.n, *finite_samples(sampled, path), seconds=time.perf_counter() - start)
-    greedy = sample_and_grade(model, tokenizer, mine, grader, 1, temperature=0.0, sampler=sampler, **common)
+    greedy = sample_and_grade(model, tokenizer, mine, grader, 1, **dict(sampling, temperature=0.0))
     greedy = records_of(mine, 1, *finite_samples(greedy, path))
     records, greedy = dist.gather_lists(records), dist.gather_lists(greedy)
     return summarize(records, greedy, args.trials, args.seed) if dist.is_main else None
@@ -210,36 +185,6 @@ def finite_samples(sampled, path):
     if not torch.isfinite(roll.logprobs).all():  # (power sampling leaves entropy and certainty NaN: not tracked)
         raise SystemExit(NOT_FINITE.format(path))
     return sampled
-
-
-ROAD_OPTIONS = {
-    "power_sample": ("mh", ("blocks", "mcmc_steps")),
-    "power_smc": ("smc", ("particles", "ess_threshold")),
-    "scalable_power": ("scalable", ("candidates", "rollouts")),
-}
-
-
-def check_roads(given):
-    """One road at a time, and each road's settings only with it: a setting no road reads would be ignored."""
-    roads = [flag for flag in ROAD_OPTIONS if flag in given]
-    if len(roads) > 1:
-        raise SystemExit(f"error: choose one of {', '.join('--' + r.replace('_', '-') for r in roads)}")
-    for flag, (_, settings) in ROAD_OPTIONS.items():
-        for setting in settings:
-            if setting in given and flag not in roads:
-                raise SystemExit(
-                    f"error: --{setting.replace('_', '-')} is a setting of --{flag.replace('_', '-')}: add that flag"
-                )
-    if "alpha" in given and not roads:
-        raise SystemExit("error: --alpha needs a road to p^alpha: --power-sample, --power-smc or --scalable-power")
-
-
-def road_of(args):
-    """RoadSampler's road: the chosen one and its settings (None: plain sampling)."""
-    for flag, (road, settings) in ROAD_OPTIONS.items():
-        if getattr(args, flag):
-            return dict(road=road, alpha=args.alpha, **{s: getattr(args, s) for s in settings})
-    return None
 
 
 # -----------------------------------------------------------------------------
@@ -381,16 +326,7 @@ def parser():
     p.add("--template", help="prompt template with {problem} (default: the dataset's)")
     p.add("--grader", default="builtin", choices=("builtin", "math_verify"))
     p.add("--trials", type=options.COUNT, default=1000, help="random k-subsets per problem for maj@k")
-    p.add("--power-sample", action="store_true", help="draw the n samples by power sampling (power_sample.py): pi^alpha")
-    p.add("--power-smc", action="store_true", help="draw them from pi^alpha by Power-SMC (power_sample.py)")
-    p.add("--scalable-power", action="store_true", help="draw them from pi^alpha by scalable power sampling (power_sample.py)")
-    p.add("--alpha", type=options.POSITIVE, default=4.0, help="the roads' exponent (each starts from temperature 1/alpha)")
-    p.add("--blocks", type=options.COUNT, default=4, help="--power-sample: blocks the response grows in")
-    p.add("--mcmc-steps", type=options.NATURAL, default=4, help="--power-sample: Metropolis-Hastings steps per block")
-    p.add("--particles", type=options.COUNT, default=8, help="--power-smc: particles per answer")
-    p.add("--ess-threshold", type=options.TOP_P, default=0.5, help="--power-smc: resample when ESS < this x particles")
-    p.add("--candidates", type=options.COUNT, default=4, help="--scalable-power: top-K tokens weighed at each step")
-    p.add("--rollouts", type=options.COUNT, default=4, help="--scalable-power: futures per candidate (jackknife from 2)")
+    add_road_options(p)  # --power-sample, --power-smc, --scalable-power and their settings
     p.add("--seed", type=options.SEED, default=0)
     p.add("--out", help="write the metrics as JSON here (and the training curves and pass@k figure next to it)")
     p.add(

@@ -1,5 +1,6 @@
 """
-Rewards: the task check r(x, y) in {0, 1}, and the paper's four per-sequence rewards built from it.
+Rewards: the task check r(x, y) in {0, 1}, the paper's four per-sequence rewards (task and tilted read r;
+sharpening and tempered only log-likelihoods), and the sharpening family's self-rewards.
 
 With y a whole response (EOS included), log pi(y|x) = sum_t log pi(y_t | x, y_<t), pi_ref the frozen base
 model, alpha the power and b = 1/beta the inverse KL strength:
@@ -23,8 +24,9 @@ its logits over a vocabulary of V tokens:
     majority        R_i = 1[answer_i = the group's most common answer]  TTRL: a vote stands in for the gold
     random          R ~ Bernoulli(0.5)                            the spurious-reward control (train_task.py)
 
-Every formula lives here once, one small function each, and the trainers call them in their reward lines
-(`diff train_sharpen.py train_task.py` shows which); theory.py and the tests call the same functions.
+Every formula lives here once, one small function each (but the random reward's coin flip, one line of
+train_task.py), and the trainers call them in their reward lines (`diff train_sharpen.py train_task.py` shows
+which); theory.py and the tests call the same functions.
 
 Length normalisation, exactly as the authors' `DistSharpeningReward` does it. With ref_sum = log pi_ref(y|x)
 and L = len(y), norm_ref is ref_sum ("sum", the paper's default and every run it reports), ref_sum / L
@@ -91,7 +93,8 @@ def sequence_reward(mode, r, ref_sum, policy_sum, lengths, alpha=1.0, b=1.0, nor
 
 
 # -----------------------------------------------------------------------------
-# the family's self-rewards: per-token tensors [N, T], zero past each response of length T = lengths [N]
+# the family's self-rewards, per sequence [N]: three from per-token tensors [N, T] (zero past each response of
+# length T = lengths [N]), the majority vote from the group's answers
 
 
 def entropy_reward(entropy, lengths):

@@ -11,6 +11,15 @@ leave-one-out baseline, A_i = R_i - mean_{j != i} R_j, and take one on-policy RE
 clipping) on the token-level mean of -A_i * log pi_theta(y_t): AdamW, gradients clipped to norm 1. The two
 trainers differ only in their reward: `diff train_sharpen.py train_task.py` shows it.
 
+The learning settings that depend on the task (plumbing/options.py DEFAULTS; --help lists every option):
+
+                          the toy: a CPU, a minute   real models: the paper's
+    --lr                  3e-4                       1e-6                      AdamW, built below
+    --warmup              5                          50                        steps from 0.1 x lr up to lr
+    --steps               60                         500                       one update each
+    --prompts-per-step    16                         32                        x --group-size 8 samples each
+    --max-new-tokens      48                         2048                      tokens per response, at most
+
     python train_task.py                                       # the toy task on a CPU, about a minute
     python train_task.py --fixed-length                        # the paper's control: EOS ignored
     python train_task.py --mode tilted --alpha 1 --b 10000     # tilted sampling (KL-regularised RLVR)
@@ -41,9 +50,21 @@ p.add("--alpha", type=options.FINITE, default=1.0, help="power on pi_ref (tilted
 p.add("--b", type=options.POSITIVE, default=1e4, help="b = 1/beta, the inverse strength of the KL term (tilted only)")
 
 # -----------------------------------------------------------------------------
-# setup: run folder, data, policy and its frozen copy pi_ref, AdamW (and --resume); all plumbing (trainer.py)
+# the optimizer: AdamW with the paper's betas and eps; the learning rate warms up linearly from 0.1 x lr to lr over
+# --warmup steps, then stays flat (sched.step() once per RL step). trainer.Run builds it on the loaded policy, before
+# --resume restores its state.
 
-run = trainer.Run(p)  # parses the options (--resume: the run's own, checked against these choices)
+
+def optimizer(policy, args):
+    opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=args.weight_decay)
+    warm = max(1, args.warmup)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, 0.1 + 0.9 * s / warm))
+
+
+# -----------------------------------------------------------------------------
+# setup: run folder, data, policy and its frozen copy pi_ref, the optimizer (and --resume); plumbing (trainer.py)
+
+run = trainer.Run(p, optimizer)  # parses the options (--resume: the run's own, checked against these choices)
 args, dist, tokenizer, policy, ref, opt, sched = run.args, run.dist, run.tokenizer, run.policy, run.ref, run.opt, run.sched
 G = args.group_size
 clip_eps = args.clip_eps if args.updates_per_batch > 1 else None  # PPO clipping only when a batch is reused
@@ -51,11 +72,11 @@ if run.start_step == 0:
     run.log(0, run.evaluate(0))  # step 0: the base model, where every curve starts
 
 # -----------------------------------------------------------------------------
-# the RL loop
+# the RL loop; tests run its lines, found by their first words: test_update, test_distributed, test_rewards, test_self_rewards
 
 for step in run.steps():
     t0 = time.time()
-    # 1. sample G responses per prompt from pi_theta (rollout.py, or its fast twin: run.sampling picks), then grade
+    # 1. sample G responses per prompt from pi_theta (rollout.py, or its fast twin: --plain-rollout picks), then grade
     #    each against its gold answer: r in {0, 1}, and the answer it commits to
     problems = run.prompts(step)
     with sharding.full_weights(policy):  # --fsdp: the whole weights, gathered once for the rollout
@@ -74,7 +95,7 @@ for step in run.steps():
     ref_sum, logp_pi = ref_logp.sum(-1), logp.sum(-1)  # log pi_ref(y|x) and log pi_theta(y|x), EOS included
     norm_ref = rewards.normalized_likelihood(ref_sum, roll.lengths, args.normalization, args.length_power)  # = ref_sum by default
 
-    # 3. the reward (rewards.py, one function per formula): the only lines that differ from train_sharpen.py
+    # 3. the reward (rewards.py, one function per formula): with `fresh`'s mode, the lines that differ from train_sharpen.py
     #    (norm_ref is log pi_ref(y|x), or its --normalization by length; only the extra power is normalised)
     if args.mode == "task":
         R = r

@@ -1,17 +1,22 @@
 """
-The plumbing of train_task.py and train_sharpen.py, each piece behind a one-line call, so that the trainers
-show the algorithm and only the algorithm. Nothing here decides what is learned; safe to skip on a first read.
+The plumbing of train_task.py and train_sharpen.py, each piece behind a one-line call, so that the scripts show
+the algorithm: sampling, the reward, the loss, the optimizer (each script builds its own) and the update are
+their lines. Safe to skip on a first read. What it does decide about the learning: which prompts each step sees
+(a seeded shuffle of the training set per epoch; prompts too long for the model dropped), the seed of each step's
+samples, the prompt template (the dataset's, unless --template), and on a GPU a bf16 pi_ref (its log-probs, and
+so the sharpening rewards, are bf16's).
 
     parser        the shared options, each checked against its range when parsed
-    Run(parser)   parses the options (--resume: the run's own), then: process group, seeds, run folder (lock,
+    Run(parser, optimizer)
+                  parses the options (--resume: the run's own), then: process group, seeds, run folder (lock,
                   --resume/--overwrite), data (prompts tokenized once), tokenizer, policy and frozen reference,
-                  AdamW + warm-up, --resume, signal handlers, the sampler and its settings (`sampling`)
+                  the script's optimizer(policy, args), --resume, signal handlers, the sampling settings
     prompts       this rank's problems for a step (a seeded shuffle per epoch, so a resumed run sees the same)
     generator     the seeded random stream of a step (a resumed run draws the same)
     logprobs      per-token log-probs (and entropies) of the samples under a model, no grad, micro-batched
     metrics / log / evaluate
-    Safekeeping   Run's other half: the non-finite guards around the optimizer step (skip_step,
-                  check_parameters), signals, --resume's restore, save / stop_if_signalled / save_final
+    safekeeping   the non-finite guards around the optimizer step (skip_step, check_parameters), the signals,
+                  --resume's restore, save / stop_if_signalled / save_final
 """
 
 import functools
@@ -29,7 +34,7 @@ from tqdm import tqdm
 import rollout
 from loss import AGGREGATIONS, BASELINES
 from model import frozen_copy, micro_batches, response_logprobs, use_bf16
-from plumbing import checkpoint, distributed, fast_rollout, options, sharding, shared_prompts, tracking
+from plumbing import checkpoint, distributed, options, sharding, shared_prompts, tracking
 from plumbing.loading import load_model, load_tokenizer, pick_device, resolve_model_path
 from plumbing.run_folder import RunFolder
 from rewards import NORMALIZATIONS, TaskGrader
@@ -115,18 +120,6 @@ def load_data(args):
     return train, load_or_exit(args.eval_dataset or args.dataset, "test", args.eval_problems, args.seed, **keys)
 
 
-def sampling_settings(args):
-    """How the trainers sample (rollout.sample's settings): the one place that picks the fast twin."""
-    return dict(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        batch_size=args.rollout_batch,
-        sampler=rollout.rollout if args.plain_rollout else fast_rollout.rollout,
-    )
-
-
 def configure(model, args):
     """A freshly loaded model (the policy; its frozen copy pi_ref inherits this) as --bf16 and --share-prompts ask."""
     if args.bf16:
@@ -134,13 +127,6 @@ def configure(model, args):
     if args.share_prompts:
         shared_prompts.enable(model)
     return model
-
-
-def optimizer(policy, args):
-    """AdamW (the paper's betas and eps) and the linear warm-up from 0.1 x lr over --warmup steps, then flat."""
-    opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=args.weight_decay)
-    warm = max(1, args.warmup)
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, 0.1 + 0.9 * s / warm))
 
 
 def step_metrics(dist, G, lr, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0):
@@ -184,10 +170,153 @@ def resume_point(args):
     return path, state
 
 
-class Safekeeping:
-    """What keeps a run's work safe, the half of Run below that a reader of the RL step can skip: the non-finite
-    guards, the signals, --resume's restore, the checkpoints and the final model (on Run's policy, opt, sched,
-    args, dist, tokenizer, folder, probe and tracker)."""
+class Run:
+    """Everything a training run holds, built once from the options; `optimizer(policy, args)` is the script's, and
+    returns (AdamW, its schedule).
+
+    One object with its safekeeping (the guards, signals and checkpoints below), not two: those use ten of the
+    attributes the setup builds (the options, ranks, run folder, start step, policy, optimizer, schedule, tokenizer,
+    probe and tracker), metrics and evaluate use their guard, and the loop calls five of them on `run`. A composed
+    object would take all ten and Run would forward the five; as a mixin they were one object already, reading
+    attributes it never set."""
+
+    def __init__(self, parser, optimizer, argv=None):
+        args = parser.parse_args(argv)  # argv: the command line (tests pass a list)
+        if args.resume and args.overwrite:
+            parser.error("--resume and --overwrite exclude each other")
+        self.dist = dist = distributed.setup(pick_device(args.device))
+        self.folder = RunFolder(args.out)
+        args.trainer = parser.prog  # the script: only it resumes this run (another offers other modes)
+        if dist.is_main:
+            self.folder.claim(args.resume, args.overwrite)
+        if args.resume:
+            args = self.folder.resumed_config(args, parser)
+        self.args = args = options.fill_task_defaults(args)
+        tracking.require(args.report_to)  # a missing package stops every rank before anything loads
+        if args.share_prompts and args.fsdp:
+            raise SystemExit("error: --share-prompts does not combine with --fsdp: choose one")
+        if args.prompts_per_step % dist.world:
+            raise SystemExit(f"error: --prompts-per-step {args.prompts_per_step} must be divisible by the {dist.world} ranks")
+        self.template = check_template(args.template or default_template(args.dataset))
+        path, state = resume_point(args) if args.resume else (None, None)
+        self.start_step = state["step"] if state else 0
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        train, held_out = load_data(args)  # before the model: a typo in the data stops first
+        args.model = resolve_model_path(args.model, args.dataset)
+        self.tokenizer = load_tokenizer(args.model)
+        base = configure(load_model(args.model, dist.device), args)
+        fit = (self.tokenizer, self.template, base.config, args.max_new_tokens)  # each row gets its prompt's token ids
+        self.train_rows, self.eval_rows = (
+            drop_long_prompts(train, *fit, "training set"),
+            drop_long_prompts(held_out, *fit, "evaluation set"),
+        )
+        self.ref = frozen_copy(base, torch.bfloat16 if dist.device.type == "cuda" else None)
+        if args.ref_on_cpu:
+            self.ref.to("cpu")
+        self.grader = TaskGrader(args.dataset, args.grader)
+        self.eval_grader = TaskGrader(args.eval_dataset or args.dataset, args.grader)
+        # Sampled at temperature 1 without top-k/top-p, the rollout's log-probs are pi_theta's own.
+        self.sampled_from_policy = args.temperature == 1 and not args.top_k and args.top_p == 1
+        self.sampling = options.sampling_settings(args, args.rollout_batch)  # rollout.sample's settings
+        # A fixed prompt whose logits must stay finite before a model is saved (check_parameters)
+        self.probe = torch.tensor([self.eval_rows[0]["prompt_ids"]], device=dist.device)
+        self.policy = (configure(load_model(path, dist.device), args) if args.resume else base).train()
+        if args.gradient_checkpointing:
+            self.policy.activation_checkpointing_enable()
+        if args.fsdp:
+            sharding.shard(self.policy, dist.device)
+            if not args.ref_on_cpu:
+                sharding.shard(self.ref, dist.device)
+        self.opt, self.sched = optimizer(self.policy, args)  # the script's: AdamW and its warm-up
+        if args.resume:
+            self.restore(path, state)
+        self.bar = None  # the progress bar, once steps() runs
+        self.take_over_the_folder()  # --overwrite clears the old run only now, with everything above found good
+        self.tracker = tracking.start(args.report_to, args.out, args.out, vars(args)) if dist.is_main else None
+
+    # -------------------------------------------------------------------------
+    def steps(self):
+        """The steps still to run, with a progress bar."""
+        self.bar = tqdm(
+            range(self.start_step, self.args.steps),
+            initial=self.start_step,
+            total=self.args.steps,
+            disable=not self.dist.is_main,
+            dynamic_ncols=True,
+        )
+        return self.bar
+
+    def prompts(self, step):
+        """This rank's prompts for `step`: walk a seeded shuffle of the training set, one epoch at a time."""
+        n, rows = self.args.prompts_per_step, self.train_rows
+        picked = []
+        for i in range(step * n, (step + 1) * n):
+            epoch, j = divmod(i, len(rows))
+            picked.append(rows[epoch_order(self.args.seed, epoch, len(rows))[j]])
+        return picked[self.dist.rank :: self.dist.world]
+
+    def generator(self, step, stream=0):
+        """A generator seeded by (seed, step, rank, stream): a resumed run draws what an uninterrupted one would
+        have drawn. Stream 0 samples the responses; another stream (e.g. a random reward's) is independent of it."""
+        seed = self.args.seed * 1_000_003 + step * 1009 + self.dist.rank + stream * 2**40
+        return torch.Generator(self.dist.device).manual_seed(seed)
+
+    @torch.no_grad()
+    def logprobs(self, model, roll, entropy=False):
+        """Per-token log-probs [N, R] of the samples under `model` (and its entropies), micro-batched."""
+        on_cpu = model is self.ref and self.args.ref_on_cpu
+        if on_cpu:
+            model.to(self.dist.device)
+        logp = torch.zeros_like(roll.logprobs)
+        ent = torch.zeros_like(roll.logprobs) if entropy else None
+        for index, sequences, attention_mask, response_mask in micro_batches(roll, self.args.micro_batch):
+            lp, e = response_logprobs(model, sequences, attention_mask, response_mask, entropy=entropy)
+            logp[index, : lp.shape[1]] = lp
+            if entropy:
+                ent[index, : e.shape[1]] = e
+        if on_cpu:
+            model.to("cpu")
+        return (logp, ent) if entropy else logp
+
+    # -------------------------------------------------------------------------
+    def metrics(self, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0):
+        """Every diagnostic of a step, over all ranks (`step_metrics`); lr: the one this step's update used. A
+        non-finite loss stops the run here, before anything is saved."""
+        lr = self.sched.get_last_lr()[0]
+        m = step_metrics(self.dist, self.args.group_size, lr, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0)
+        self._stop_unless(math.isfinite(m["loss"]), "the loss is not finite: the run diverged (a lower --lr may help)")
+        return m
+
+    def log(self, step, metrics):
+        """One row of log.jsonl, `step` = the updates done so far (0: the base model)."""
+        if self.dist.is_main:
+            self.folder.log({"step": step, **metrics})
+            if self.tracker is not None:  # --report-to: the same row, live
+                self.tracker.log(step, metrics)
+            show = ("reward", "accuracy", "length", "logp_ref", "eval_accuracy")
+            if self.bar is not None:
+                self.bar.set_postfix({k: f"{metrics[k]:.3g}" for k in show if k in metrics})
+
+    def evaluate(self, step):
+        """Held-out accuracy and length of the model after `step` updates: 1 sample per problem at the training
+        temperature (as the paper), seeded by the step."""
+        d = self.dist
+        gen = torch.Generator(d.device).manual_seed(self.args.seed + 7919 * step + d.rank)
+        rows = self.eval_rows[d.rank :: d.world]
+        with sharding.full_weights(self.policy):
+            roll, texts = rollout.sample(
+                self.policy, self.tokenizer, [x["prompt_ids"] for x in rows], 1, generator=gen, **self.sampling
+            )
+        why = "the policy's logits are not finite: the run diverged (a lower --lr may help)"
+        self._stop_unless(torch.isfinite(roll.logprobs).all(), why)  # a NaN or +inf logit: the sampled token's log-prob is NaN
+        r, _ = self.eval_grader.grade(texts, [x["answer"] for x in rows], self.policy.device)
+        n = d.sum(len(r)).item()
+        return {"eval_accuracy": d.sum(r.sum()).item() / n, "eval_length": d.sum(roll.lengths.sum()).item() / n}
+
+    # -------------------------------------------------------------------------
+    # safekeeping: what keeps a run's work safe, skippable on a first read
 
     def skip_step(self, grad_norm):
         """True when the step must be skipped: a non-finite gradient norm (warned; three in a row stop the run)."""
@@ -293,142 +422,3 @@ class Safekeeping:
         # while the interpreter shuts down (a Ctrl-C there killed the process: exit 130), but keeps "ignore".
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
-
-
-class Run(Safekeeping):
-    """Everything a training run holds, built once from the options."""
-
-    def __init__(self, parser, argv=None):
-        args = parser.parse_args(argv)  # argv: the command line (tests pass a list)
-        if args.resume and args.overwrite:
-            parser.error("--resume and --overwrite exclude each other")
-        self.dist = dist = distributed.setup(pick_device(args.device))
-        self.folder = RunFolder(args.out)
-        args.trainer = parser.prog  # the script: only it resumes this run (another offers other modes)
-        if dist.is_main:
-            self.folder.claim(args.resume, args.overwrite)
-        if args.resume:
-            args = self.folder.resumed_config(args, parser)
-        self.args = args = options.fill_task_defaults(args)
-        tracking.require(args.report_to)  # a missing package stops every rank before anything loads
-        if args.share_prompts and args.fsdp:
-            raise SystemExit("error: --share-prompts does not combine with --fsdp: choose one")
-        if args.prompts_per_step % dist.world:
-            raise SystemExit(f"error: --prompts-per-step {args.prompts_per_step} must be divisible by the {dist.world} ranks")
-        self.template = check_template(args.template or default_template(args.dataset))
-        path, state = resume_point(args) if args.resume else (None, None)
-        self.start_step = state["step"] if state else 0
-        random.seed(args.seed)
-        np.random.seed(args.seed)
-        torch.manual_seed(args.seed)
-        train, held_out = load_data(args)  # before the model: a typo in the data stops first
-        args.model = resolve_model_path(args.model, args.dataset)
-        self.tokenizer = load_tokenizer(args.model)
-        base = configure(load_model(args.model, dist.device), args)
-        fit = (self.tokenizer, self.template, base.config, args.max_new_tokens)  # each row gets its prompt's token ids
-        self.train_rows, self.eval_rows = (
-            drop_long_prompts(train, *fit, "training set"),
-            drop_long_prompts(held_out, *fit, "evaluation set"),
-        )
-        self.ref = frozen_copy(base, torch.bfloat16 if dist.device.type == "cuda" else None)
-        if args.ref_on_cpu:
-            self.ref.to("cpu")
-        self.grader = TaskGrader(args.dataset, args.grader)
-        self.eval_grader = TaskGrader(args.eval_dataset or args.dataset, args.grader)
-        # Sampled at temperature 1 without top-k/top-p, the rollout's log-probs are pi_theta's own.
-        self.sampled_from_policy = args.temperature == 1 and not args.top_k and args.top_p == 1
-        self.sampling = sampling_settings(args)
-        # A fixed prompt whose logits must stay finite before a model is saved (check_parameters)
-        self.probe = torch.tensor([self.eval_rows[0]["prompt_ids"]], device=dist.device)
-        self.policy = (configure(load_model(path, dist.device), args) if args.resume else base).train()
-        if args.gradient_checkpointing:
-            self.policy.activation_checkpointing_enable()
-        if args.fsdp:
-            sharding.shard(self.policy, dist.device)
-            if not args.ref_on_cpu:
-                sharding.shard(self.ref, dist.device)
-        self.opt, self.sched = optimizer(self.policy, args)
-        if args.resume:
-            self.restore(path, state)
-        self.bar = None  # the progress bar, once steps() runs
-        self.take_over_the_folder()  # --overwrite clears the old run only now, with everything above found good
-        self.tracker = tracking.start(args.report_to, args.out, args.out, vars(args)) if dist.is_main else None
-
-    # -------------------------------------------------------------------------
-    def steps(self):
-        """The steps still to run, with a progress bar."""
-        self.bar = tqdm(
-            range(self.start_step, self.args.steps),
-            initial=self.start_step,
-            total=self.args.steps,
-            disable=not self.dist.is_main,
-            dynamic_ncols=True,
-        )
-        return self.bar
-
-    def prompts(self, step):
-        """This rank's prompts for `step`: walk a seeded shuffle of the training set, one epoch at a time."""
-        n, rows = self.args.prompts_per_step, self.train_rows
-        picked = []
-        for i in range(step * n, (step + 1) * n):
-            epoch, j = divmod(i, len(rows))
-            picked.append(rows[epoch_order(self.args.seed, epoch, len(rows))[j]])
-        return picked[self.dist.rank :: self.dist.world]
-
-    def generator(self, step, stream=0):
-        """A generator seeded by (seed, step, rank, stream): a resumed run draws what an uninterrupted one would
-        have drawn. Stream 0 samples the responses; another stream (e.g. a random reward's) is independent of it."""
-        seed = self.args.seed * 1_000_003 + step * 1009 + self.dist.rank + stream * 2**40
-        return torch.Generator(self.dist.device).manual_seed(seed)
-
-    @torch.no_grad()
-    def logprobs(self, model, roll, entropy=False):
-        """Per-token log-probs [N, R] of the samples under `model` (and its entropies), micro-batched."""
-        on_cpu = model is self.ref and self.args.ref_on_cpu
-        if on_cpu:
-            model.to(self.dist.device)
-        logp = torch.zeros_like(roll.logprobs)
-        ent = torch.zeros_like(roll.logprobs) if entropy else None
-        for index, sequences, attention_mask, response_mask in micro_batches(roll, self.args.micro_batch):
-            lp, e = response_logprobs(model, sequences, attention_mask, response_mask, entropy=entropy)
-            logp[index, : lp.shape[1]] = lp
-            if entropy:
-                ent[index, : e.shape[1]] = e
-        if on_cpu:
-            model.to("cpu")
-        return (logp, ent) if entropy else logp
-
-    # -------------------------------------------------------------------------
-    def metrics(self, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0):
-        """Every diagnostic of a step, over all ranks (`step_metrics`); lr: the one this step's update used. A
-        non-finite loss stops the run here, before anything is saved."""
-        lr = self.sched.get_last_lr()[0]
-        m = step_metrics(self.dist, self.args.group_size, lr, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0)
-        self._stop_unless(math.isfinite(m["loss"]), "the loss is not finite: the run diverged (a lower --lr may help)")
-        return m
-
-    def log(self, step, metrics):
-        """One row of log.jsonl, `step` = the updates done so far (0: the base model)."""
-        if self.dist.is_main:
-            self.folder.log({"step": step, **metrics})
-            if self.tracker is not None:  # --report-to: the same row, live
-                self.tracker.log(step, metrics)
-            show = ("reward", "accuracy", "length", "logp_ref", "eval_accuracy")
-            if self.bar is not None:
-                self.bar.set_postfix({k: f"{metrics[k]:.3g}" for k in show if k in metrics})
-
-    def evaluate(self, step):
-        """Held-out accuracy and length of the model after `step` updates: 1 sample per problem at the training
-        temperature (as the paper), seeded by the step."""
-        d = self.dist
-        gen = torch.Generator(d.device).manual_seed(self.args.seed + 7919 * step + d.rank)
-        rows = self.eval_rows[d.rank :: d.world]
-        with sharding.full_weights(self.policy):
-            roll, texts = rollout.sample(
-                self.policy, self.tokenizer, [x["prompt_ids"] for x in rows], 1, generator=gen, **self.sampling
-            )
-        why = "the policy's logits are not finite: the run diverged (a lower --lr may help)"
-        self._stop_unless(torch.isfinite(roll.logprobs).all(), why)  # a NaN or +inf logit: the sampled token's log-prob is NaN
-        r, _ = self.eval_grader.grade(texts, [x["answer"] for x in rows], self.policy.device)
-        n = d.sum(len(r)).item()
-        return {"eval_accuracy": d.sum(r.sum()).item() / n, "eval_length": d.sum(roll.lengths.sum()).item() / n}

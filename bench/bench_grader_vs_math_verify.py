@@ -1,4 +1,4 @@
-"""The adversarial set (tests/adversarial.py) through the built-in grader and HF math-verify (the paper's).
+"""The adversarial set (tasks/adversarial.py) through the built-in grader and HF math-verify (the paper's).
 
 Prints, for each grader, how many cases it gets right (0 for answers built to game it, 1 for true
 equalities), how many times the two agree, the cases where they differ, and the slowest call.
@@ -11,8 +11,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.join(HERE, ".."), os.path.join(HERE, "..", "tests")]
-import adversarial  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, ".."))
+from tasks import adversarial  # noqa: E402
 from tasks.grader import grade  # noqa: E402
 
 

@@ -1,8 +1,9 @@
 """
-Tables and figures of two multi-run jobs, from the JSON their evaluations wrote.
+Tables and figures of three multi-run jobs, from the JSON their evaluations wrote.
 
     python -m family.paper_figures grid runs/paper-toy-0/grid.json      # run_paper.sh: the paper's alpha x b grid
     python -m family.paper_figures roads runs/roads-toy-*/roads.json    # run_roads.sh: four roads to pi_ref^alpha, over seeds
+    python -m family.paper_figures family runs/family-toy-{0,1,2}/family.json   # run_family.sh, over seeds
 
 grid: one row per alpha, pass@1 and length for b = 0 (tempered), 100 and 10^4 (tilted); sharpening, the task
 reward and the base model beside them. The figure lays it out like the paper's: pass@1 and length against alpha
@@ -10,6 +11,9 @@ reward and the base model beside them. The figure lays it out like the paper's: 
 
 roads: each road's mean (min-max) over the files (seeds) of pass@1, pass@k at the largest k, length, tokens and
 seconds sampled per answer; the figure: pass@1 against tokens sampled per answer (log x), one point per run.
+
+family: each method's mean (min-max) over the files (seeds) of its metrics. Power sampling draws 32 samples per
+problem, the others 256: its large-k column is pass@32. train_tokens: tokens sampled in training, in thousands.
 """
 
 import argparse
@@ -116,6 +120,32 @@ def roads(paths, out):
     print(f"wrote {out}")
 
 
+FAMILY_METRICS = ("pass@1", "pass@16", "large k", "maj@16", "length", "entropy", "tokens_per_answer", "train_tokens")
+
+
+def family(paths):
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(json.load(f))
+    print(f"{len(runs)} runs: mean (min-max)")
+    print("| method | " + " | ".join(FAMILY_METRICS) + " |")
+    print("|---|" + "---|" * len(FAMILY_METRICS))
+    for method in runs[0]:
+        cells = []
+        for metric in FAMILY_METRICS:
+            values = [run[method][f"pass@{run[method]['n']}"] if metric == "large k" else run[method].get(metric) for run in runs]
+            if metric == "train_tokens" and None not in values:
+                values = [v / 1000 for v in values]  # thousands
+            if any(v is None or v != v for v in values):  # not measured (nan: power sampling's entropy)
+                cells.append("-")
+                continue
+            digits = 0 if metric == "train_tokens" else 1 if metric in ("length", "tokens_per_answer") else 3
+            cells.append(f"{np.mean(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})")
+        n = runs[0][method]["n"]
+        print(f"| {method}{'' if n == 256 else f' (n = {n})'} | " + " | ".join(cells) + " |")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     jobs = p.add_subparsers(dest="job", required=True)
@@ -123,11 +153,14 @@ def main():
     r = jobs.add_parser("roads", help="run_roads.sh's roads.json, one per seed")
     r.add_argument("files", nargs="+")
     r.add_argument("--out", help="the accuracy-against-cost figure (PNG)")
+    jobs.add_parser("family", help="run_family.sh's family.json, one per seed").add_argument("files", nargs="+")
     args = p.parse_args()
     if args.job == "grid":
         grid(args.file)
-    else:
+    elif args.job == "roads":
         roads(args.files, args.out)
+    else:
+        family(args.files)
 
 
 if __name__ == "__main__":

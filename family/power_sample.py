@@ -2,7 +2,7 @@
 Power sampling at inference (Karan & Du 2025, arXiv 2510.14901): responses from pi(y) ∝ p(y)^alpha with no
 training, by Metropolis-Hastings over whole responses. p is the base model; p^alpha is the very distribution
 the tempered regime of train_sharpen.py trains toward (R = alpha log pi_ref - log pi_theta). Two roads to
-one target: theory.py checks both on a language small enough to list.
+one target: family/theory_family.py checks both, and the two below, on a language small enough to list.
 
     proposal   q = the base model at temperature 1/alpha: log q(y_t) = log_softmax(alpha * z_t)[y_t]
     blocks     the response grows block by block (max_new_tokens / blocks tokens each, from q); after each extension,
@@ -343,4 +343,4 @@ ROADS = {
     "mh": power_rollout,
     "smc": smc_rollout,
     "scalable": scalable_rollout,
-}  # evaluate.py's --power-sample/-smc/--scalable-power
+}  # evaluate.py's --power-sample, --power-smc, --scalable-power (roads.py)

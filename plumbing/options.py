@@ -1,6 +1,7 @@
 """
 Command-line options shared by the trainers and evaluate.py: each with its range, checked when parsed (a bad
-value stops with one line), and its default shown by --help, for the toy and for real models.
+value stops with one line), and its default shown by --help, for the toy and for real models; and what the
+sampling options mean to rollout.sample (sampling_settings: the one place that picks the sampler).
 
 Imported first by every script: a Ctrl-C while the heavy imports (torch, transformers) load exits quietly.
 """
@@ -152,7 +153,7 @@ POWER_OF_TWO = _ranged(int, lambda v: v >= 1 and v & (v - 1) == 0, "a power of t
 
 
 def sampling_options(p):
-    """What both training and evaluation sample with."""
+    """What both training and evaluation sample with (sampling_settings reads them)."""
     p.add("--temperature", type=NONNEGATIVE, default=1.0, help="0 is greedy")
     p.add("--top-p", type=TOP_P, default=1.0)
     p.add("--top-k", type=NATURAL, default=0, help="0: off")
@@ -161,4 +162,21 @@ def sampling_options(p):
         "--plain-rollout",
         action="store_true",
         help="sample with rollout.py, the plain reference sampler, instead of its faster twin fast_rollout.py (same samples)",
+    )
+
+
+def sampling_settings(args, batch_size):
+    """rollout.sample's settings from the sampling options, for training and evaluation alike: the one place that
+    picks the sampler, rollout.py's plain loop (--plain-rollout) or its tested-equal fast twin (the default).
+    batch_size: the sequences one call samples at once (the trainers' --rollout-batch, evaluate.py's --batch-size)."""
+    import rollout  # here, not above: this module is imported before torch (see its docstring)
+    from plumbing import fast_rollout
+
+    return dict(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        batch_size=batch_size,
+        sampler=rollout.rollout if args.plain_rollout else fast_rollout.rollout,
     )

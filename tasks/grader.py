@@ -13,7 +13,7 @@ The grader here is binary: no partial credit, no format credit. It works in thre
 
 1. `extract_answer`: take the last ``\\boxed{...}`` (else ``#### N``, else "the answer is N").
    A response with several boxed answers must commit: every one must match the gold.
-2. `normalize_answer`: a cheap canonical string (LaTeX spellings, units, thousands commas,
+2. `normalize_answer`: a cheap canonical string (LaTeX spellings, units, thousands separators,
    exact numbers as "p/q"). Equal strings are a match; the same strings drive maj@k voting.
 3. `answers_match`: compare structures (tuples, intervals, sets, matrices, equations) and then
    scalars: exact fractions first, then sympy. The LaTeX is parsed by a small parser here that
@@ -26,6 +26,27 @@ The grader here is binary: no partial credit, no format credit. It works in thre
    but not 2 log x), checked at random rational points of both signs and |x| from 10^-3 to 10^5, and along each
    variable's axis also between every two zeros of what is under a |.|, root or logarithm. Rational functions
    are compared exactly, modulo a random 61-bit prime.
+
+Numbers are read as people write them, the same way on the gold's side and the answer's. A spelling that reads
+as two different numbers is no number: it equals only the same spelling.
+
+* `1e25`, `2.5E-3` (a mantissa, e or E and an integer exponent, nothing glued before, no space inside) is
+  scientific notation and equals `10^{25}`, `1\\times10^{25}`, `1×10^{25}`; an e anywhere else is Euler's
+  number: `25e` is 25e, `2e - 3` is 2e minus 3. An exponent without braces is the whole number after `^`:
+  `10^25` is 10^{25} and `2^10` is 1024, as people type them (never 10^2 times 5).
+* The minus sign U+2212 and the full-width and small hyphen-minus are `-`; `×` and `⋅` are products; `±`,
+  `π`, `∞`, `½`, `x²` are `\\pm`, `\\pi`, `\\infty`, `\\frac{1}{2}`, `x^{2}`. An en dash (`3–5`, a range) and a middle
+  dot (`2·5`, a decimal point in some countries) are no sign and no product.
+* Digits apart are one number only as thousands: `12 345`, `1\\,000`, `1~000`, `1{,}000`, `10,\\!080`, and a comma
+  without a space when it is the whole answer (`1,234`; in `(1,234)` it separates). `1 2` is no number, and
+  `1, 234` is a list. `2 1/2` and `2\\frac{1}{2}` are the mixed number 5/2; inside an expression
+  (`2\\frac{1}{2}\\pi`) a mixed number is no number (it also reads as 2 times 1/2).
+* `0.\\overline{3}`, `0.\\bar{3}` and `0.(3)` are 1/3; `0.1(6)` is no number (0.1666... or 0.1 times 6).
+  `0.333...` (or `\\ldots`, `…`) is digits cut short, no exact value: it equals only the same digits cut short,
+  never 0.333 nor 1/3 (a gold written so accepts only itself).
+* A leading `+` is dropped; two signs in a row (`+-5`, `3+-2`, how people type ±) are no number. `25\\%` is 25
+  (the percent sign is dropped, never read as /100). A unit after the number is dropped (`5 cm`, `15cm^2`,
+  `2\\text{ m}`, `2 m`), but a one-letter unit glued to the number is a variable: `2m` is 2 times m.
 
 The whole check, extraction included, runs in a worker process under a hard time limit (timelimit.py),
 so the bound and the verdict are the same on every thread. The reference grader of the paper is HF
@@ -54,6 +75,7 @@ _MAX_SYMBOLIC_CHARS = 400  # longer answers never reach sympy
 _MAX_DEPTH = 50  # parser nesting limit (also keeps us far from RecursionError)
 _MAX_EXPONENT = 10_000  # |n| in x^n
 _MAX_DIGITS = 10_000  # digits of any number we let sympy build
+_MAX_PLAIN_DIGITS = 100  # 1e25, 10^{25}, 2.5\times10^{-3} are written out as exact numbers up to this many digits
 
 
 class _Unparsable(Exception):
@@ -141,13 +163,34 @@ _SPACING_RE = re.compile(
     r"|quad|qquad)(?![a-zA-Z])|(?<!\\)\\[!,;: ]|~"
 )  # not the \\ row break
 _DEGREES_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree|°")
-_TRAILING_UNIT_RE = re.compile(r"^(.*?)\s*(?<![a-zA-Z\\])([a-zA-Z]+)\.?(\^\{?[23]\}?)?$")
+_TRAILING_UNIT_RE = re.compile(r"^(.*?)(\s*)(?<![a-zA-Z\\])([a-zA-Z]+)\.?(\^\{?[23]\}?)?$")
 _ASSIGN_RE = re.compile(r"^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?(?:=(?!=)|\\in(?![a-zA-Z]))(.+)$")
 _THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
 _SLASH_RE = re.compile(r"(-?\d+)/(\d+)")
 _FRAC_RE = re.compile(r"(-?)\\frac\{(-?\d+)\}\{(-?\d+)\}")
-_MIXED_RE = re.compile(r"(-?)(\d+)\\frac\{(\d+)\}\{(\d+)\}")  # 2\frac{1}{2} means 2.5
+_MIXED_RE = re.compile(r"(-?)(\d+)(?:\\frac\{(\d+)\}\{(\d+)\}| (\d+)/(\d+))")  # 2\frac{1}{2} and 2 1/2 mean 2.5
+_REPEATING_RE = re.compile(r"(\d*)\.(\d*)(?:\\overline\{(\d+)\}|\((\d+)\))")  # 0.1\overline{6}, 0.(3)
+_POWER_OF_TEN_RE = re.compile(r"(-?)(\{)?(?:(\d+\.?\d*|\.\d+)\\(?:cdot|times))?10\^(?:\{([+-]?\d+)\}|(\d+))(?(2)\})")
+# What people paste: the minus sign and the full-width and small hyphen-minus are '-' (an en dash is not: 3–5 is a
+# range); x and the dot operator are products (a middle dot is not: 2·5 is also a decimal point); ± ∓ … π ∞.
+_UNICODE = str.maketrans(
+    {"\u2212": "-", "\uff0d": "-", "\ufe63": "-", "\u00d7": r"\times ", "\u22c5": r"\cdot ", "\u00b1": r"\pm "}
+    | {"\u2213": r"\mp ", "\u2026": r"\ldots ", "\u03c0": r"\pi ", "\u221e": r"\infty "}
+    | {"\u00bd": r"\frac{1}{2}", "\u00bc": r"\frac{1}{4}", "\u00be": r"\frac{3}{4}", "\u2153": r"\frac{1}{3}"}
+    | {"\u2154": r"\frac{2}{3}"}
+)
+_SUPERSCRIPT_RE = re.compile("[\u2070\u00b9\u00b2\u00b3\u2074-\u2079\u207a\u207b]+")  # x², 10²⁵, 10⁻³
+_SUPERSCRIPTS = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207a\u207b", "0123456789+-")
+_ELLIPSIS_RE = re.compile(r"\.\.\.|\\[lc]?dots(?![a-zA-Z])")
+# 1e25, 2.5E-3: a number (mantissa, e or E, an integer exponent, no space inside), as in every programming
+# language; nothing glued before it, and no digit after it. An e elsewhere is Euler's number.
+_SCIENTIFIC_RE = re.compile(r"(?<![\w.^])(\d+\.?\d*|\.\d+)[eE]([+-]?)0*(\d+)(?!\d|\.\d)")
+_E_AFTER_NUMBER_RE = re.compile(r"(?<![\w.^])(\d+\.?\d*|\.\d+)\s*([eE])(?=\s*[+-]?\s*\d)")  # 2e - 3: 2 times e
+_GAP = r"(?:\s|(?<!\\)\\[,;: !]|~)+"  # what people put between digit groups: spaces, thin spaces, \, \! ~
+_DIGIT_RUN_RE = re.compile(rf"(?<![\d.])\d+(?:{_GAP}\d+)+")
+_LIST_COMMA_RE = re.compile(rf"\d,{_GAP}\d")  # 1, 234: a list of two numbers
+_SPACE_RE = re.compile(r"\s+")
 
 
 def _text_or_unit(m: re.Match) -> str:
@@ -159,48 +202,99 @@ def _text_or_unit(m: re.Match) -> str:
 
 
 def _strip_units(s: str) -> str:
-    """'5 cm', '12 square feet', '15cm^2' -> the quantity (only when a quantity is left)."""
+    """'5 cm', '12 square feet', '15cm^2', '2 m' -> the quantity (only when a quantity is left). A one-letter unit
+    glued to the number is a variable: 2m is 2 times m."""
     t = s
-    while (m := _TRAILING_UNIT_RE.match(t)) and m.group(2).lower() in _UNITS:
+    while (m := _TRAILING_UNIT_RE.match(t)) and m.group(3).lower() in _UNITS and (m.group(2) or len(m.group(3)) > 1):
         t = m.group(1)
     return t if re.search(r"[\d}]$", t) else s
 
 
+def _scientific(m: re.Match) -> str:
+    """'2.5e-3' -> '{2.5\\cdot10^{-3}}' (in braces: 1/2e3 is 1/2000)."""
+    return rf"{{{m[1]}\cdot10^{{{'-' if m[2] == '-' else ''}{m[3]}}}}}"
+
+
+def _digit_groups(m: re.Match) -> str:
+    """Digits apart: '12 345', '1\\,000' are thousands (groups of three after the first); '1 2' is no number,
+    and keeps one space (which nothing reads as a number)."""
+    groups = re.split(_GAP, m[0])
+    if len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:]):
+        return "".join(groups)
+    return " ".join(groups)
+
+
+def _squeeze(m: re.Match) -> str:
+    """Whitespace goes, except between two letters ('\\sin x') or two digits ('1 2', no number)."""
+    before, after = m.string[m.start() - 1 : m.start()], m.string[m.end() : m.end() + 1]
+    letters = re.fullmatch("[A-Za-z]", before) and re.fullmatch("[A-Za-z]", after)
+    return " " if letters or (re.fullmatch(r"\d", before) and re.fullmatch(r"\d", after)) else ""
+
+
 def _clean(ans: str) -> str:
-    """LaTeX-level cleanup shared by voting and grading; the result has no spaces except
-    between letters (so that '\\sin x' keeps its meaning)."""
-    s = _unbox(ans.strip())
+    """LaTeX-level cleanup shared by voting and grading; the result has no spaces except between letters (so that
+    '\\sin x' keeps its meaning) and between digits that are no number ('1 2')."""
+    s = _unbox(ans.strip()).translate(_UNICODE)
+    s = _SUPERSCRIPT_RE.sub(lambda m: "^{" + m[0].translate(_SUPERSCRIPTS) + "}", s)
     s = s.replace("\\$", "").replace("$", "")
     s = re.sub(r"(?<!\\)\\[()\[\]]", "", s)  # \( \) \[ \] math delimiters (not after \\)
     s = _TEXT_RE.sub(_text_or_unit, s)
+    s = _ELLIPSIS_RE.sub(r"\\ldots ", s)  # 0.333...: digits cut short, no exact value
+    s = _SCIENTIFIC_RE.sub(_scientific, s)
+    s = _E_AFTER_NUMBER_RE.sub(r"\1*\2", s)  # 2e - 3 is 2e minus 3: no later step may glue it into 2e-3
+    s = re.sub(r"\\([dt]?frac)\s*(\d)\s*(\d)", r"\\\1{\2}{\3}", s)  # \frac 1 2: not digits apart
+    s = re.sub(r"(?<=\d)(?:,\\!|\{,\})\s*(?=\d)", ",", s)  # 10,\!080 and 1{,}000: a thousands comma
+    list_comma = _LIST_COMMA_RE.search(s) is not None
+    s = _DIGIT_RUN_RE.sub(_digit_groups, s)
     s = _SPACING_RE.sub("", s)
     s = re.sub(r"\\[dt]frac", r"\\frac", s)
     s = _DEGREES_RE.sub("", s)
     s = s.replace("\\%", "").replace("%", "").replace("{,}", ",")
+    s = re.sub(r"\\bar\s*(?=[{\d])", r"\\overline", s)
+    s = re.sub(r"\\overline\s*(\d)", r"\\overline{\1}", s)
     s = _strip_units(s.strip())
-    s = re.sub(r"(?<![A-Za-z])\s+|\s+(?![A-Za-z])", "", s)
-    s = re.sub(r"([_^])\{(\w)\}", r"\1\2", s)  # x^{2} -> x^2, 52_{8} -> 52_8
+    s = _SPACE_RE.sub(_squeeze, s)
+    s = re.sub(r"([_^])\{(\w)\}(?!\d)", r"\1\2", s)  # x^{2} -> x^2, 52_{8} -> 52_8 (x^{2}3 stays)
     s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)  # \frac12
     s = re.sub(r"\\frac(\d)\{", r"\\frac{\1}{", s)
     s = re.sub(r"\\frac(\{[^{}]*\})(\d)", r"\\frac\1{\2}", s)
     s = re.sub(r"\\sqrt(\w)", r"\\sqrt{\1}", s)
     if s.count("=") <= 1 and (m := _ASSIGN_RE.match(s)):
         s = m.group(1)  # "x = 5", "x \in [1,2]": a bare variable on the left is not the answer
-    s = re.sub(r"^\(([A-Z])\)$", r"\1", s.rstrip(".").lstrip("+"))  # "(C)" -> "C"
-    if _THOUSANDS_RE.fullmatch(s):
+    s = re.sub(r"^\(([A-Z])\)$", r"\1", s.rstrip("."))  # "(C)" -> "C"
+    s = re.sub(r"^\+(?![+-])", "", s)  # +5 is 5; +-5 is how people type ±5
+    if _THOUSANDS_RE.fullmatch(s) and not list_comma:
         s = s.replace(",", "")
     return s
 
 
+def _repeating(m: re.Match) -> Fraction | None:
+    """0.1\\overline{6} = 1/6, 0.(3) = 1/3. 0.1(6) is none (0.1666... or 0.1 times 6?): only 0.(3) with nothing
+    between the point and the parenthesis is read."""
+    whole, fixed, period = m[1], m[2], m[3] or m[4]
+    if (m[4] and fixed) or len(m[0]) > _MAX_DIGITS:
+        return None
+    shift = 10 ** len(fixed)
+    return int(whole or 0) + Fraction(int(fixed or 0), shift) + Fraction(int(period), (10 ** len(period) - 1) * shift)
+
+
 def _as_fraction(s: str) -> Fraction | None:
-    """Exact value of a plain number: '025', '-0.50', '3/4', '\\frac{3}{4}', '2\\frac{1}{2}'."""
+    """Exact value of a plain number: '025', '-0.50', '3/4', '\\frac{3}{4}', '2\\frac{1}{2}', '2 1/2', '0.(3)',
+    '1e25' (cleaned to '{1\\cdot10^{25}}'), '10^{25}', '2.5\\times10^{-3}'."""
     try:
         if _NUMBER_RE.fullmatch(s) or _SLASH_RE.fullmatch(s):
             return Fraction(s)
         if m := _FRAC_RE.fullmatch(s):
             return Fraction(int(m[2]), int(m[3])) * (-1 if m[1] else 1)
         if m := _MIXED_RE.fullmatch(s):
-            return (int(m[2]) + Fraction(int(m[3]), int(m[4]))) * (-1 if m[1] else 1)
+            return (int(m[2]) + Fraction(int(m[3] or m[5]), int(m[4] or m[6]))) * (-1 if m[1] else 1)
+        negative = s.startswith("-")
+        if (m := _REPEATING_RE.fullmatch(s[negative:])) and (value := _repeating(m)) is not None:
+            return -value if negative else value
+        if (m := _POWER_OF_TEN_RE.fullmatch(s)) and len(m[4] or m[5]) <= 3:
+            exponent = int(m[4] or m[5])
+            if abs(exponent) + len(m[3] or "") <= _MAX_PLAIN_DIGITS:  # longer ones are left to the parser
+                return Fraction(m[3] or 1) * Fraction(10) ** exponent * (-1 if m[1] else 1)
     except (ValueError, ZeroDivisionError):
         pass
     return None
@@ -311,7 +405,7 @@ def _scalar_match(p: str, g: str) -> bool:
 
 
 # --------------------------------------------------------------------------- LaTeX -> sympy
-_TOKEN_RE = re.compile(r"\d+(?:\.\d*)?|\.\d+|\\[a-zA-Z]+|\\.|[a-zA-Z]|\S")
+_TOKEN_RE = re.compile(r"\d*\.\d*(?:\\overline\{\d+\}|\(\d+\))|\d+(?:\.\d*)?|\.\d+|\\[a-zA-Z]+|\\.|[a-zA-Z]|\S")
 _FUNCS = {f"\\{name}": getattr(sympy, name) for name in "sin cos tan sec csc cot sinh cosh tanh exp log".split()}
 _FUNCS.update({"\\ln": sympy.log, "\\arcsin": sympy.asin, "\\arccos": sympy.acos, "\\arctan": sympy.atan})
 _CONSTANTS = {"\\pi": sympy.pi, "\\infty": sympy.oo, "e": sympy.E, "i": sympy.I}
@@ -343,6 +437,8 @@ class _Parser:
     power := atom [!] [^ arg] ;  atom := number | letter | (expr) | {expr} | \\frac | \\sqrt | ..."""
 
     def __init__(self, text: str):
+        if re.search(r"\d\s+\d|[+-]\s*[+-]", text):  # 1 2 (digits apart), +-5 and 3+-2 (typed for ±): no number
+            raise _Unparsable(text)
         self.toks, self.i, self.depth = [_BARS.get(t, t) for t in _TOKEN_RE.findall(text)], 0, 0
         self.bars = 0  # |...| open around the current position (within the innermost parentheses)
         self.conditions, self.complex = [], False
@@ -376,14 +472,16 @@ class _Parser:
     def unary(self) -> sympy.Expr:
         if self.peek() in ("-", "+"):
             return -self.unary() if self.take() == "-" else self.unary()
-        e = self.power()
+        start, e = self.i, self.power()  # start: where the last factor began
         while (tok := self.peek()) is not None:  # the term loop: products and quotients
+            if tok == "\\frac" and self.i == start + 1 and self.toks[start][0].isdigit() and self._digit_fraction():
+                raise _Unparsable("a mixed number inside an expression")  # 2\frac{1}{2}\pi: 5/2 pi or pi?
             if tok in ("*", "\\cdot", "\\times"):
                 self.take()
-                e = e * self.power()
+                start, e = self.i, e * self.power()
             elif tok in ("/", "\\div"):
                 self.take()
-                e = e / self.power()
+                start, e = self.i, e / self.power()
             elif (
                 tok[0].isalnum()
                 or tok in ("(", "{")
@@ -392,7 +490,7 @@ class _Parser:
                 or tok[1:] in _GREEK
                 or (tok == "|" and not self.bars)  # inside |...| a bar closes it
             ):
-                e = e * self.power()  # implicit product: 2x, 2\sqrt{3}, x(x+1), 2|x|
+                start, e = self.i, e * self.power()  # implicit product: 2x, 2\sqrt{3}, x(x+1), 2|x|
             else:
                 return e
         return e
@@ -406,18 +504,24 @@ class _Parser:
             base = sympy.factorial(base)
         if self.peek() == "^":
             self.take()
-            return self.pow(base, self.arg(signed=True))
+            return self.pow(base, self.arg(exponent=True))
         return base
 
-    def arg(self, signed: bool = False) -> sympy.Expr:
-        """One LaTeX argument: {group} or a single token; '\\frac12', 'x^23' take one digit."""
+    def _digit_fraction(self) -> bool:
+        """Is \\frac{digits}{digits} next?"""
+        t = self.toks[self.i : self.i + 7]
+        return len(t) == 7 and t[1::3] == ["{", "{"] and t[3::3] == ["}", "}"] and t[2].isdigit() and t[5].isdigit()
+
+    def arg(self, exponent: bool = False) -> sympy.Expr:
+        """One LaTeX argument: {group} or a single token; '\\frac12' takes one digit. An exponent may be signed and
+        takes a whole number: x^23 is x^{23} and 10^25 is 10^{25}, as people type them (never x^2 times 3)."""
         tok = self.peek()
         if tok == "{":
             return self.atom()
-        if signed and tok == "-":
+        if exponent and tok == "-":
             self.take()
-            return -self.arg()
-        if tok is not None and tok[0].isdigit() and len(tok) > 1:
+            return -self.arg(exponent=True)
+        if not exponent and tok is not None and tok[0].isdigit() and len(tok) > 1:
             self.toks[self.i] = tok[1:]
             return sympy.Integer(tok[0])
         return self.atom()
@@ -427,6 +531,11 @@ class _Parser:
         if tok[0].isdigit() or tok[0] == ".":
             if len(tok) > _MAX_DIGITS:
                 raise _Unparsable("long number")
+            if m := _REPEATING_RE.fullmatch(tok):  # 0.(3), 0.1\overline{6}
+                value = _repeating(m)
+                if value is None:
+                    raise _Unparsable(tok)
+                return sympy.Rational(value.numerator, value.denominator)
             return sympy.Rational(tok)  # exact, so 0.5 == 1/2
         if tok in ("(", "{"):
             bars, self.bars = self.bars, 0  # |(|x|+1)|: a bar inside parentheses opens
@@ -462,7 +571,7 @@ class _Parser:
             exponent = None
             if self.peek() == "^":  # \sin^2 x
                 self.take()
-                exponent = self.arg(signed=True)
+                exponent = self.arg(exponent=True)
             # \sin(x)^2 is (sin x)^2: parentheses right after the name hold the argument; \sin x^2 is sin(x^2)
             argument = self.atom() if self.peek() == "(" else self.power()
             if tok in _DOMAINS:

@@ -19,8 +19,7 @@ import torch
 from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import trainer
-from conftest import ROOT, tiny_qwen
+from conftest import ROOT, tiny_qwen, trainer_setup
 from plumbing import checkpoint
 
 
@@ -166,9 +165,8 @@ def test_resume_without_a_checkpoint_stops_with_a_clear_message(tmp_path, keep_s
     if folder == "only_incomplete":  # a run that was cut short before its first checkpoint was whole
         fake_step(out, 3, complete=False)
         json.dump({}, open(os.path.join(out, "config.json"), "w"))
-    parser = trainer.parser("x", out)
     with pytest.raises(SystemExit) as err:
-        trainer.Run(parser, ["--resume", "--device", "cpu", "--eval-problems", "8", "--out", out])
+        trainer_setup("train_task.py", "--resume", "--device", "cpu", "--eval-problems", "8", "--out", out)
     message = str(err.value)
     assert message.startswith("error: --resume:") and out in message and "\n" not in message
     assert {"missing": "does not exist", "empty": "cannot read", "only_incomplete": "no good checkpoint"}[folder] in message

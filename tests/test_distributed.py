@@ -3,7 +3,7 @@ Data parallelism is exact: two processes on CPU (gloo), each holding half of a b
 optimizer step as one process holding the whole batch (within fp32 tolerance), and log the same metrics;
 so do two processes that shard the policy with FSDP2 (--fsdp, plumbing/sharding.py), each holding half of it.
 
-The real code path runs on both sides: `trainer.Run(parser, argv)` builds the trainer, and the trainers' own lines
+The real code path runs on both sides: train_task.py's own setup lines build the trainer (conftest.trainer_setup), and its lines
 from step 5 to the metrics (cut out of train_task.py by conftest.run_loop: the aggregation's global totals,
 micro-batches, the all-reduce and clipping, AdamW, `Run.metrics` reducing the diagnostics over ranks) take the
 step. The batch (a seeded rollout of the toy model, fixed advantages, log-probs from `Run.logprobs`) is built once
@@ -20,8 +20,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import trainer
-from conftest import run_loop, sample_step, trainer_scope
+from conftest import run_loop, sample_step, trainer_scope, trainer_setup
 from plumbing import distributed, sharding
 from rollout import Rollout
 
@@ -65,8 +64,7 @@ def make_run(out, aggregation, micro_batch, updates_per_batch=1, kl_coef=0.0, fs
         out,
         *(["--fsdp"] if fsdp else []),
     ]
-    p = trainer.parser("x", out)
-    return trainer.Run(p, args)
+    return trainer_setup("train_task.py", *args)["run"]
 
 
 def rows(x, sl):

@@ -17,7 +17,7 @@ import time
 import pytest
 
 import trainer
-from conftest import ROOT
+from conftest import ROOT, trainer_setup
 from plumbing.run_folder import RunFolder
 from tasks import data
 
@@ -214,8 +214,7 @@ def test_resume_on_a_missing_folder_creates_nothing(tmp_path):
 
 
 def make_run(out, *extra):
-    p = trainer.parser("test", out)
-    return trainer.Run(p, ["--device", "cpu", "--eval-problems", "4", *SMALL, "--out", out, *extra])
+    return trainer_setup("train_task.py", "--device", "cpu", "--eval-problems", "4", *SMALL, "--out", out, *extra)["run"]
 
 
 @pytest.mark.parametrize(

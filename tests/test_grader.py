@@ -2,17 +2,21 @@
 normalisation, time limits, and a seeded fuzz test that grade() never raises or hangs.
 
 The tables are graded in strict mode: a worker that fails or overruns raises instead of scoring 0, so a
-row that expects 0 passes on a verdict, never because the check crashed. Time limits are tested by
-counting the worker's timeouts, never by timing a call (a worker restart would land in the window)."""
+row that expects 0 passes on a verdict, never because the check crashed. Nothing here is timed: a time limit
+is tested on a worker that cannot answer (stopped), and bounded work is counted (characters read, the worker's
+timeouts and children); the speed of the grader is measured in bench/."""
 
+import os
 import random
+import signal
 import sys
 import threading
+from contextlib import contextmanager
 
 import pytest
 
 from tasks import timelimit
-from tasks.grader import GRADERS, answers_match, extract_answer, grade, normalize_answer
+from tasks.grader import GRADERS, MAX_RESPONSE_CHARS, answers_match, extract_answer, grade, normalize_answer
 
 STRICT = dict(timeout=30.0, strict=True)  # a hang is a failure here, not a 0
 
@@ -321,28 +325,52 @@ def test_math_verify_backend():
     assert grade(r"\boxed{(1,2)}", "(1,2)", backend="math_verify", **STRICT) == 1.0
 
 
+@contextmanager
+def _stopped(worker):
+    """The worker's child process stopped (SIGSTOP): it cannot answer, however fast or loaded the machine, so a
+    call returns only through the time limit. Were the limit broken, the child is resumed after 120 s and the call
+    ends with a late answer, a failure rather than a hang."""
+    proc = worker.proc
+    os.kill(proc.pid, signal.SIGSTOP)
+
+    def resume():
+        if worker.proc is proc and proc.poll() is None:  # still our stopped child, never a reused pid
+            os.kill(proc.pid, signal.SIGCONT)
+
+    fallback = threading.Timer(120, resume)
+    fallback.start()
+    try:
+        yield
+    finally:
+        fallback.cancel()
+        resume()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="stops the worker with a POSIX signal")
 def test_time_limit_is_hard_and_the_worker_recovers():
-    # Three powers of degree ~10^4 with irrational coefficients take about a second of exact arithmetic in a fresh
-    # worker (this sum appears nowhere else, so no cache holds it): far over a 0.05 s limit.
-    terms = r"\sqrt2 (x+1)^{9973}+\sqrt3 (x+2)^{9967}+\sqrt5 (x+3)^{9949}"
-    slow = (rf"\boxed{{{terms}}}", terms + "+1")
+    # Counted, never timed: the worker's timeouts and its child process, while the child cannot answer at all.
     worker = timelimit.worker("tasks.grader")
-    timeouts = worker.timeouts
-    assert grade(*slow, timeout=0.05) == 0.0
-    assert worker.timeouts == timeouts + 1  # the limit fired (the child was replaced): not a verdict
-    with pytest.raises(TimeoutError):
-        grade(*slow, timeout=0.05, strict=True)
+    assert grade(r"\boxed{2}", "2", **STRICT) == 1.0  # the worker is up
+    timeouts, first = worker.timeouts, worker.proc.pid
+    with _stopped(worker):
+        assert grade(r"\boxed{2}", "2", timeout=0.05) == 0.0  # a right answer: this 0 is the limit, not a verdict
+    assert worker.timeouts == timeouts + 1 and worker.proc is None  # the stopped child was killed
+    assert grade(r"\boxed{2\sqrt{2}}", r"\sqrt{8}", **STRICT) == 1.0  # a fresh child took over
+    assert worker.proc.pid != first
+    with _stopped(worker), pytest.raises(TimeoutError):
+        grade(r"\boxed{2}", "2", timeout=0.05, strict=True)
     assert worker.timeouts == timeouts + 2
-    assert grade(r"\boxed{2\sqrt{2}}", r"\sqrt{8}", **STRICT) == 1.0  # a fresh worker took over
+    assert grade(r"\boxed{2}", "2", **STRICT) == 1.0
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="stops the worker with a POSIX signal")
 def test_worker_time_limit_holds_for_any_call():
     worker = timelimit.Worker("time")
     try:
         assert worker.call("sleep", 0, timeout=30) is None
         first = worker.proc.pid
-        with pytest.raises(TimeoutError):  # (without the limit the call would return None after 30 s)
-            worker.call("sleep", 30, timeout=0.3)
+        with _stopped(worker), pytest.raises(TimeoutError):  # sleep(0) returns at once in a child that can run
+            worker.call("sleep", 0, timeout=0.3)
         assert worker.timeouts == 1 and worker.proc is None  # the overrunning child was killed
         assert worker.call("sleep", 0, timeout=30) is None  # restarted
         assert worker.proc.pid != first
@@ -378,11 +406,21 @@ def test_same_verdicts_and_bound_on_every_thread():
     assert on_main[:5] == [1.0, 1.0, 0.0, 1.0, 1.0]
 
 
-def test_huge_responses_are_bounded():
-    # 5 MB: only the tail is read, well within the 1 s limit of training (an overrun raises here)
+def test_huge_responses_are_bounded(monkeypatch):
+    # 5 MB: only the tail is read. Counted as the characters the grader's worker receives, not timed.
+    received = []
+    call = timelimit.Worker.call
+
+    def counting(self, func, *args, timeout):
+        received.append(len(args[0]))
+        return call(self, func, *args, timeout=timeout)
+
+    monkeypatch.setattr(timelimit.Worker, "call", counting)
     huge = r"\boxed{1}" * 500_000 + r"\boxed{7}"
-    assert grade(huge, "7", timeout=1.0, strict=True) == 0.0  # the tail still boxes 1 as well: not committed
-    assert grade("x" * 5_000_000 + r"\boxed{7}", "7", timeout=1.0, strict=True) == 1.0
+    assert grade(huge, "7", **STRICT) == 0.0  # the tail still boxes 1 as well: not committed
+    assert grade("x" * 5_000_000 + r"\boxed{7}", "7", **STRICT) == 1.0
+    assert not answers_match("7" * 5_000_000, "7", **STRICT)
+    assert received == [MAX_RESPONSE_CHARS] * 3
 
 
 FRAGMENTS = [
@@ -465,16 +503,22 @@ def _random_text(rng: random.Random) -> str:
 
 
 def test_fuzz_grade_never_fails_and_is_bounded():
-    # strict at training's 1 s limit: no failure inside the worker and no overrun on 2000 random strings
+    # Strict: a failure inside the worker raises, and so does a call that never ends (STRICT's limit is a hang
+    # guard, far above any call's work). The work is counted as the worker's children: one for all 2000 strings,
+    # none killed or crashed. How fast each call is, is bench/'s business, never a test's.
     rng = random.Random(1234)
+    worker = timelimit.worker("tasks.grader")
+    grade(r"\boxed{1}", "1", **STRICT)
+    timeouts, child = worker.timeouts, worker.proc.pid
     reflexive = 0
     for _ in range(2000):
         response, gold = _random_text(rng), _random_text(rng)
         if rng.random() < 0.5:  # also exercise the boxed path with a matching gold
             response, gold = rf"so \boxed{{{gold}}}", gold
-        reward = grade(response, gold, timeout=1.0, strict=True)
+        reward = grade(response, gold, **STRICT)
         assert reward in (0.0, 1.0) and isinstance(reward, float)
         reflexive += response == rf"so \boxed{{{gold}}}" and reward == 1.0
+    assert worker.timeouts == timeouts and worker.proc.pid == child
     assert reflexive > 100  # the fuzz really reaches the matching code, not only failures
 
 

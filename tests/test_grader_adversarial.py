@@ -1,12 +1,12 @@
-"""The task reward cannot be gamed: tests/adversarial.py's cases (overflowing and infinite values against
+"""The task reward cannot be gamed: tasks/adversarial.py's cases (overflowing and infinite values against
 ordinary golds, big equal and big different numbers, false and true identities, identities that hold on
-part of the real line only, hedges) all get the reward they deserve from the built-in grader, on the main
-thread and off it. Graded in strict mode (a worker failure or overrun raises), so every 0 is a verdict."""
+part of the real line only, hedges, numbers spelled to be read as other numbers) all get the reward they
+deserve from the built-in grader, on the main thread and off it. Graded in strict mode (a worker failure or
+overrun raises), so every 0 is a verdict."""
 
 import threading
 
-import adversarial
-from tasks import timelimit
+from tasks import adversarial, timelimit
 from tasks.grader import answers_match, grade
 
 STRICT = dict(timeout=30.0, strict=True)
@@ -20,8 +20,15 @@ def test_the_set_is_large_and_covers_every_kind():
 
 
 def test_every_adversarial_case_gets_the_reward_it_deserves():
+    # Strict: a failure inside the worker, or a call that never ends, raises instead of scoring 0. The work is
+    # counted as the worker's children: one for the whole set, none killed or crashed. The time each case takes
+    # is measured by bench/bench_grader_vs_math_verify.py, never bounded here.
+    worker = timelimit.worker("tasks.grader")
+    grade(r"\boxed{1}", "1", **STRICT)
+    timeouts, child = worker.timeouts, worker.proc.pid
     wrong = [(y, g, e) for y, g, e in adversarial.cases() if grade(y, g, **STRICT) != e]
     assert wrong == []
+    assert worker.timeouts == timeouts and worker.proc.pid == child
 
 
 def test_one_fixed_response_cannot_score_on_every_problem():
@@ -57,12 +64,3 @@ def test_verdicts_do_not_depend_on_the_thread():
     t.start()
     t.join()
     assert off_main == on_main == [e for *_, e in cases]
-
-
-def test_adversarial_cases_are_fast():
-    # each within training's 1 s limit: counted as the worker's timeouts (a restart would not count), not timed
-    worker = timelimit.worker("tasks.grader")
-    timeouts = worker.timeouts
-    for y, g, _ in adversarial.cases():
-        grade(y, g, timeout=1.0)
-    assert worker.timeouts == timeouts

@@ -1,49 +1,63 @@
-"""The house: the top level is the design card, imports flow one way, and one RL step reads in the number of
-lines the README says. Run it (`python tests/test_house.py`) to print the route's line count."""
+"""The house: the top level is the design card, imports flow one way, the scripts show their learning settings, and
+one RL step runs through the number of lines the README says, on the reference path and with the default sampler.
+Run it (`python tests/test_house.py`) to list the definitions one step enters, file by file."""
 
 import ast
 import os
 import re
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# One RL step of train_task.py, as a student follows it (the fast sampler and the plumbing behind run.* left
-# out): each file whole, or the definitions the step reaches.
-ROUTE = {
-    "train_task.py": None,
-    "rollout.py": None,
-    "loss.py": None,
-    "rewards.py": ["normalized_likelihood", "tempered_reward", "tilted_reward", "TaskGrader"],
-    "model.py": [
-        "autocast",
-        "eos_ids",
-        "position_ids_from_mask",
-        "_logprob_chunk",
-        "response_logprobs",
-        "_response_logprobs",
-        "head_logprobs",
-        "micro_batches",
-    ],  # fmt: skip
-}
+SCRIPT = "train_task.py"  # one default toy step of it: the task reward, the toy model and data
 FOLDERS = ("family", "plumbing", "tasks", "toy_models")  # each one room in the import graph
+PATHS = {"reference": ["--plain-rollout"], "default": []}  # rollout.py's sampler; plumbing/fast_rollout.py's
 
 
-def route_lines():
-    counts = {}
-    for file, names in ROUTE.items():
-        source = open(os.path.join(ROOT, file)).read()
-        if names is None:
-            counts[file] = len(source.splitlines())
-            continue
-        defs = {node.name: node for node in ast.parse(source).body if hasattr(node, "name")}
-        assert set(names) <= set(defs), f"{file} no longer defines {set(names) - set(defs)}: update ROUTE"
-        counts[file] = sum(
-            defs[n].end_lineno - min([defs[n].lineno] + [d.lineno for d in defs[n].decorator_list]) + 1 for n in names
-        )
-    return counts
+def ours(path):
+    """A file of this repo (not of a virtualenv inside it, as CI's .venv-ci is)."""
+    return path.startswith(ROOT + os.sep) and "site-packages" not in path
+
+
+def route(out, *argv):
+    """What one default toy step of the script runs, {file: lines}, and the definitions counted, {file: {(first,
+    last line)}}: the script whole, and each definition of this repo the step enters (a function or method, whole;
+    a nested one counted in its outermost)."""
+    from conftest import run_loop, trainer_setup
+
+    setup = trainer_setup(SCRIPT, "--out", out, *argv)
+    for module in list(sys.modules.values()):  # a call a cache answers enters nothing: start every cache empty
+        if ours(getattr(module, "__file__", None) or ""):
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()
+    entered, before = set(), sys.gettrace()
+
+    def trace(frame, event, arg):
+        path = frame.f_code.co_filename
+        if event == "call" and ours(path) and os.sep + "tests" + os.sep not in path:
+            entered.add((os.path.relpath(path, ROOT), frame.f_code.co_firstlineno))
+
+    sys.settrace(trace)
+    try:
+        run_loop(SCRIPT, setup, step=0)
+    finally:
+        sys.settrace(before)
+    spans = {}
+    for file, line in entered - {(SCRIPT, 1)}:  # the script's own statements: counted whole below
+        tree = ast.parse(open(os.path.join(ROOT, file)).read())
+        around = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        around = [(min([n.lineno] + [d.lineno for d in n.decorator_list]), n.end_lineno) for n in around]
+        around = [(a, b) for a, b in around if a <= line <= b]
+        if file == SCRIPT and not around:
+            continue  # a comprehension in the loop: the script's own lines
+        assert around, f"{file}:{line} runs outside any definition"
+        spans.setdefault(file, set()).add(min(around))  # the outermost: it starts first
+    counts = {SCRIPT: len(open(os.path.join(ROOT, SCRIPT)).read().splitlines())}
+    counts |= {file: sum(b - a + 1 for a, b in spans[file]) for file in sorted(spans) if file != SCRIPT}
+    return counts, spans
 
 
 def room_of(path):
@@ -104,21 +118,46 @@ def test_training_never_imports_the_evaluation_script():
         assert "evaluate.py" not in imports_of(path), f"{path} imports evaluate.py: sample through rollout.py instead"
 
 
-def test_the_readme_states_the_routes_real_length():
-    if any('NotImplementedError("exercise' in open(os.path.join(ROOT, f)).read() for f in ROUTE):
-        pytest.skip("a student copy of the course: its blanked functions change the route's length")
-    counts = route_lines()
-    total = sum(counts.values())
-    assert len(counts) <= 5 and total <= 500, counts
+def test_the_readme_states_the_routes_real_length(tmp_path, keep_signals):
+    """README: 'One RL step, in the order it runs: A lines in B files on the reference path (...), C lines in D files
+    with the default sampler': the counts of route(), by tracing one step each way."""
+    if any('NotImplementedError("exercise' in open(os.path.join(ROOT, f)).read() for f in code_files()):
+        pytest.skip("a student copy of the course: its blanked functions stop the step")
+    counted = {name: route(str(tmp_path / name), *argv)[0] for name, argv in PATHS.items()}
     readme = open(os.path.join(ROOT, "README.md")).read()
-    stated = re.search(r"One RL step, in the order it runs, in (\w+) files and (\d+) lines", readme)
-    assert stated, "README: the reading order must say 'One RL step, in the order it runs, in N files and M lines'"
-    assert int(stated.group(2)) == total, f"README says {stated.group(2)} lines, the route has {total}: {counts}"
+    pattern = (
+        r"One RL step, in the order it runs: (\d+) lines in (\d+) files on the reference path.*?(\d+) lines in (\d+) files with"
+    )
+    stated = re.search(pattern + r"\s+the default sampler", readme, re.S)
+    assert stated, (
+        "README: 'One RL step, in the order it runs: A lines in B files on the reference path (...), C lines in D files with the default sampler'"
+    )
+    said = {"reference": tuple(map(int, stated.group(1, 2))), "default": tuple(map(int, stated.group(3, 4)))}
+    real = {name: (sum(counts.values()), len(counts)) for name, counts in counted.items()}
+    assert said == real, f"README says {said} (lines, files), the step runs {real}: {counted}"
+    assert set(counted["default"]) - set(counted["reference"]) == {"plumbing/fast_rollout.py"}  # the one difference
+
+
+def test_the_scripts_show_their_learning_settings():
+    """Each trainer's docstring shows the settings that depend on the task, as options.DEFAULTS holds them."""
+    sys.path.insert(0, ROOT)
+    from plumbing.options import DEFAULTS
+
+    for script in ("train_task.py", "train_sharpen.py"):
+        doc = ast.get_docstring(ast.parse(open(os.path.join(ROOT, script)).read()))
+        rows = re.findall(r"^    --([a-z-]+) +(\S+) +(\S+) ", doc, re.M)
+        shown = {flag.replace("-", "_"): (float(toy), float(real)) for flag, toy, real in rows}
+        held = {key: (float(DEFAULTS["toy"][key]), float(DEFAULTS["real"][key])) for key in shown}
+        assert set(shown) >= {"lr", "steps", "prompts_per_step", "warmup"} and shown == held, (script, shown, held)
+        assert "x --group-size 8 samples each" in doc  # the parser's default G
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, ROOT)
-    counts = route_lines()
-    for file, n in counts.items():
-        print(f"{file:15s} {n:4d}" + ("" if ROUTE[file] is None else f"  ({', '.join(ROUTE[file])})"))
-    print(f"{'total':15s} {sum(counts.values()):4d}")
+    sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+    for name, argv in PATHS.items():
+        with tempfile.TemporaryDirectory() as out:
+            counts, spans = route(out, *argv)
+        print(f"{name} path ({' '.join(argv) or 'the default'}): {sum(counts.values())} lines in {len(counts)} files")
+        for file, n in counts.items():
+            where = "whole" if file == SCRIPT else ", ".join(f"{a}-{b}" for a, b in sorted(spans[file]))
+            print(f"  {file:26s} {n:4d}  (lines {where})")

@@ -25,8 +25,7 @@ STEPS = ["--steps", "5", "--eval-every", "100", "--save-every", "100"]  # steps 
 
 
 def make_run(out, *extra):
-    p = trainer.parser("test", out)
-    return trainer.Run(p, [*SMALL, "--out", out, *extra])
+    return trainer_setup("train_task.py", *SMALL, "--out", out, *extra)["run"]
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,9 @@
 
 Every case is (prediction, gold, expected) with expected = 1 only where the two are mathematically equal
 (expressions in variables: equal as real functions, the same domain and the same values on it).
-Used by tests/test_grader_adversarial.py (the built-in grader must get every case right) and by
-bench/bench_grader_vs_math_verify.py (agreement with HF math-verify, the paper's grader).
+Here, beside the grader, for anyone to hold a grader against: tests/test_grader_adversarial.py (the built-in
+grader must get every case right) and bench/bench_grader_vs_math_verify.py (agreement with HF math-verify, the
+paper's grader) read it.
 """
 
 # Values that overflow a float, are infinite or undefined, or are astronomically small: none of them is
@@ -182,6 +183,40 @@ HEDGES = [  # a response that names several answers has not answered; gold is "3
     (r"\boxed{1 \text{ or } 2}", r"\frac{1}{2}"),
 ]
 
+# Spellings that a lenient reader of numbers scores as another number: an e read as Euler's number in
+# scientific notation, a LaTeX one-digit exponent in plain text, digits run together across a space, a
+# truncated decimal taken as exact, "+-" (typed for ±) taken as a minus, a range's dash taken as a minus, a
+# middle dot (a decimal point in some countries) taken as a product, a mixed number multiplied out, a variable
+# taken for a unit. Each is graded both ways (the spelling as the answer and as the gold).
+SPELLINGS = [  # (a, b, are they equal?)
+    ("25e", "1e25", 0),
+    ("1e3", "3e", 0),
+    ("1e25", "10^{25}", 1),
+    ("2.5e-3", "0.0025", 1),
+    ("1e-99999", "0", 0),
+    ("10^25", "500", 0),
+    ("2^10", "0", 0),
+    ("2^100000", "0", 0),
+    ("1 2", "12", 0),
+    (r"1\,2", "12", 0),
+    ("10 00", "1000", 0),
+    ("1, 234", "1234", 0),
+    ("2 1/2", "21/2", 0),
+    ("0.333...", "0.333", 0),
+    ("0.333...", r"\frac{1}{3}", 0),
+    (r"0.\overline{3}", r"\frac{1}{3}", 1),
+    ("0.(3)", "0", 0),
+    ("0.1(6)", "0.6", 0),
+    ("+-5", "-5", 0),
+    ("3+-2", "1", 0),
+    ("−5", "-5", 1),
+    ("−5", "5", 0),
+    ("3–5", "-2", 0),
+    ("2·5", "10", 0),
+    (r"2\frac{1}{2}\pi", r"\pi", 0),
+    ("2m", "2", 0),
+]
+
 
 def cases():
     """Every case as (response, gold, expected reward)."""
@@ -192,4 +227,6 @@ def cases():
     out += [(rf"\boxed{{{g}}}", p, 0) for p, g in BIG_DIFFERENT]
     out += [(rf"\boxed{{{p}}}", g, e) for p, g, e in IDENTITIES + BRANCHES]
     out += [(response, gold, 0) for response, gold in HEDGES]
+    out += [(rf"\boxed{{{a}}}", b, e) for a, b, e in SPELLINGS]
+    out += [(rf"\boxed{{{b}}}", a, e) for a, b, e in SPELLINGS]
     return out
