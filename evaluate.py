@@ -384,9 +384,10 @@ def main():
     logs = {name: read_log(os.path.join(path, "log.jsonl")) for name, path in runs.items() if is_run(path)}
     if args.out:  # an --out that cannot be written, or would replace a file not ours, stops now: nothing has run
         check_out(args.out, figures_of(args.out, logs, args.n))
+    models = {name: model_path_of(path) for name, path in runs.items()}  # a run without final/, or a damaged one: now
     results = {}
     for name, path in runs.items():
-        results[name] = evaluate_model(model_path_of(path), args, dist)
+        results[name] = evaluate_model(models[name], args, dist)
         if dist.is_main:
             results[name] |= training_cost(path, logs.get(name))
             print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if not isinstance(v, dict)})}")

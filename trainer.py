@@ -303,6 +303,7 @@ class Run(Safekeeping):
         torch.manual_seed(args.seed)
         train, held_out = load_data(args)  # before the model: a typo in the data stops first
         args.model = resolve_model_path(args.model, args.dataset)
+        self.folder.check_model(args)  # a run folder, or (--resume) the run's model gone: one line, before loading
         self.tokenizer = load_tokenizer(args.model)
         base = load_model(args.model, dist.device)
         fit = (base.config, args.max_new_tokens)  # each row gets its prompt's token ids

@@ -37,7 +37,7 @@ def model_record(name, config):
 
 def local_data(name, suffixes=(".jsonl", ".json", ".parquet")):
     """A data file's absolute path (a resumed run reads it wherever it was started from); a short name as it is."""
-    return os.path.abspath(name) if name and name.endswith(suffixes) else name
+    return os.path.abspath(name) if name and name.lower().endswith(suffixes) else name
 
 
 def same(saved, now):

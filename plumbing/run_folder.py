@@ -27,6 +27,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 
+from plumbing import stopping
 from plumbing.provenance import differs, local_data, model_record, problems_checksum, same
 
 # Options that may differ on --resume: they change when and where, not what, the run computes. The model and the
@@ -95,8 +96,11 @@ def read_log(path):
     """The rows of a log.jsonl, read whole. A torn last line (a kill or a full disk mid-write, or a run still
     writing it) is dropped with a warning; any other line that is not a JSON object with an integer step stops
     with one line, and nothing is changed."""
-    with open(path) as f:
-        lines = f.read().split("\n")
+    try:
+        with open(path, errors="replace") as f:  # bytes that are not UTF-8 (a disk error) fail as a bad line below
+            lines = f.read().split("\n")
+    except OSError as err:
+        raise SystemExit(f"error: cannot read {path} ({err.strerror}): it must be a run's log, a file of JSON lines") from None
     torn_end = lines[-1] != ""  # a complete log ends with a newline
     lines = lines[:-1] if not torn_end else lines
     rows = []
@@ -134,9 +138,9 @@ class RunFolder:
             raise SystemExit(f"error: --out {self.path} is a file, not a folder: choose another --out")
         if resume and not os.path.isdir(self.path):
             raise SystemExit(f"error: --resume: {self.path} does not exist: check --out, or drop --resume to start a run")
-        self._made = missing_folders(self.path)
         try:
-            with writing(self.path):
+            with stopping.deferred(), writing(self.path):  # a signal now waits until release() can find all of it
+                self._made = missing_folders(self.path)
                 os.makedirs(self.path, exist_ok=True)
                 self._lock, self._made_lock = _lock(os.path.join(self.path, ".lock"))
             self._check(resume, overwrite)
@@ -162,17 +166,18 @@ class RunFolder:
     def release(self):
         """A run refused before it wrote anything: remove the lock file and the folders that claim() made, so that
         the refused command leaves every file and folder as it found them."""
-        if self._lock is not None:
-            if self._made_lock:
-                os.remove(self._lock.name)
-            self._lock.close()
-            self._lock = None
-        for folder in self._made:  # deepest first; one that holds something now stays
-            try:
-                os.rmdir(folder)
-            except OSError:
-                break
-        self._made = []
+        with stopping.deferred():
+            if self._lock is not None:
+                if self._made_lock:
+                    os.remove(self._lock.name)
+                self._lock.close()
+                self._lock = None
+            for folder in self._made:  # deepest first; one that holds something now stays
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+            self._made = []
 
     def clear(self):
         """--overwrite: remove the previous run, the last thing before the new one writes."""
@@ -222,6 +227,18 @@ class RunFolder:
         self.saved = saved
         return args
 
+    def check_model(self, args):
+        """--model names a model: not a run folder (a run's models are its final/ and step_*/), and on --resume not
+        a folder that is gone since the run started (a moved copy may be given: its files are checked)."""
+        if holds_run(args.model) and not_ours(args.model) is None:
+            raise SystemExit(f"error: --model {args.model} is a run folder: give its final/ (or one of its step_*/)")
+        record = (self.saved.get("started_from") or {}).get("model") or {}
+        if args.resume and "sha256" in record and not os.path.isdir(args.model):
+            raise SystemExit(
+                f"error: --resume: the run's model {args.model} is gone: give a copy of it with --model (its files are "
+                f"checked against the run's record)"
+            )
+
     def started_from(self, args, model, train, held_out):
         """What the run starts from, in args (config.json): the model (model_record) and the problems (their
         checksums), data files by their absolute paths. A new run records it; --resume checks it against the
@@ -246,16 +263,16 @@ class RunFolder:
         args.started_from = record
 
     def save_config(self, args):
-        """The first write of a run: from here on the folder is its own (the lock names its pid, and a later
-        refusal undoes nothing)."""
-        self._made, self._made_lock = [], False
+        """The first write of a run (a failed one is a refusal: release() undoes the claim). Once it is written the
+        folder is the run's: the lock names its pid, and nothing is undone any more."""
         with writing(self.config_path):
+            write_json_atomically(self.config_path, vars(args))
             if self._lock is not None:
                 self._lock.seek(0)
                 self._lock.truncate()
                 self._lock.write(str(os.getpid()))
                 self._lock.flush()
-            write_json_atomically(self.config_path, vars(args))
+        self._made, self._made_lock = [], False
 
     def keep_log_until(self, step):
         """On resume: the log's rows up to `step` (the checkpoint's), after reading all of it; a log that ends
@@ -304,6 +321,8 @@ def check_figure(path):
 
 # What to do about a write that failed, by its cause.
 ADVICE = {
+    errno.ENAMETOOLONG: "choose a shorter path",
+    errno.ENOENT: "check the path",
     errno.ENOSPC: "free some space",
     errno.EDQUOT: "free some space (a disk quota is full)",
     errno.EFBIG: "free some space (a file size limit is reached)",
@@ -316,15 +335,19 @@ ADVICE = {
 }
 
 
+def advice(err):
+    """What to do about the OSError `err` of a failed write."""
+    return ADVICE.get(err.errno, "free some space or fix the permissions")
+
+
 @contextmanager
 def writing(path):
     """A failed write (a full disk, a read-only folder) stops the run with one line; what was written stays."""
     try:
         yield
     except OSError as err:
-        advice = ADVICE.get(err.errno, "free some space or fix the permissions")
         raise SystemExit(
-            f"error: cannot write {err.filename or path} ({err.strerror or err}): {advice}, then run again (what was "
+            f"error: cannot write {err.filename or path} ({err.strerror or err}): {advice(err)}, then run again (what was "
             f"written before is intact)"
         ) from None
 

@@ -12,6 +12,7 @@ each the same way.
 import functools
 import os
 import signal
+from contextlib import contextmanager
 
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
@@ -23,6 +24,19 @@ def handle(handler):
 
 def ignore():
     handle(signal.SIG_IGN)
+
+
+@contextmanager
+def deferred():
+    """The signals wait until the block ends: a handler that ran in its middle would find half of what it made."""
+    if not hasattr(signal, "pthread_sigmask"):  # not on this platform
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def after_hangup(signum):

@@ -10,7 +10,7 @@ import os
 import tempfile
 
 from plumbing import checkpoint
-from plumbing.run_folder import check_figure, write_json_atomically, writing
+from plumbing.run_folder import advice, check_figure, write_json_atomically, writing
 
 
 def model_path_of(run):
@@ -82,10 +82,12 @@ def check_out(out, figures):
     parent = os.path.dirname(os.path.abspath(out))
     while not os.path.exists(parent):  # the folders --out needs are made only when the table is written
         parent = os.path.dirname(parent)
-    with writing(parent):
+    try:
         fd, probe = tempfile.mkstemp(dir=parent, suffix=".tmp")
-        os.close(fd)
-        os.remove(probe)
+    except OSError as err:
+        raise SystemExit(f"error: cannot write {out} ({err.strerror}): {advice(err)}") from None
+    os.close(fd)
+    os.remove(probe)
 
 
 def figures_of(out, logs, n):
@@ -116,6 +118,10 @@ def write_results(results, out):
 def read_tables(paths):
     """The tables of earlier --out runs, {model: metrics}, checked: one line for a file that is not one, or for
     a model name that two files hold."""
+    real = [os.path.realpath(path) for path in paths]
+    for i, path in enumerate(paths):
+        if real[i] in real[:i]:
+            raise SystemExit(f"error: --merge: {path} is given twice: give each table once")
     results, source = {}, {}
     for path in paths:
         try:

@@ -181,7 +181,7 @@ def _read_file(path: Path):
         raise ValueError(f"{path} is a folder, not a data file: give one of its .jsonl/.json/.parquet files")
     if not path.is_file():
         raise FileNotFoundError(f"no such data file: {path}")
-    if path.suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":
         from datasets import load_dataset
 
         try:
@@ -189,12 +189,12 @@ def _read_file(path: Path):
         except Exception as err:  # pyarrow's errors: a file cut short, not parquet at all
             raise ValueError(f"{path} could not be read as parquet ({type(err).__name__}: {err})") from None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (what some Windows editors write) is not text
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}): save it as UTF-8") from None
     exact = dict(parse_float=str, parse_int=str)
     try:
-        if path.suffix == ".json" and text.lstrip()[:1] in ("[", "{"):
+        if path.suffix.lower() == ".json" and text.lstrip()[:1] in ("[", "{"):
             data = json.loads(text, **exact)
             records = data.get("data", data.get("rows", data)) if isinstance(data, dict) else data
             records = [records] if isinstance(records, dict) else records
@@ -349,7 +349,7 @@ def load_problems(
         rows = toytask.load_problems(name, split)
     elif name in DATASETS:
         rows = _load_registered(name, split)
-    elif name.endswith(LOCAL_SUFFIXES):
+    elif name.lower().endswith(LOCAL_SUFFIXES):
         rows = _load_local(Path(name), question_key, answer_key)
     elif os.path.isdir(name):
         raise ValueError(f"--dataset {name} is a folder: give one of its .jsonl/.json/.parquet files")
