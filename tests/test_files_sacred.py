@@ -39,14 +39,18 @@ def saved_run(out, *extra):
 
 
 def tree(root):
-    """Every folder, and every file's bytes by SHA-256, under root (hidden ones too): what 'no byte changed' compares."""
+    """Every folder, every file's bytes by SHA-256 and every link's target, under root (hidden ones too): what 'no
+    byte changed' compares."""
     found = {}
     for folder, dirs, files in os.walk(root):
         for name in dirs:
             found[os.path.relpath(os.path.join(folder, name), root)] = "folder"
         for name in files:
             path = os.path.join(folder, name)
-            found[os.path.relpath(path, root)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+            is_link = os.path.islink(path)
+            found[os.path.relpath(path, root)] = (
+                os.readlink(path) if is_link else hashlib.sha256(open(path, "rb").read()).hexdigest()
+            )
     return found
 
 
