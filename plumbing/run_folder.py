@@ -263,10 +263,11 @@ class RunFolder:
         args.started_from = record
 
     def save_config(self, args):
-        """The first write of a run (a failed one is a refusal: release() undoes the claim). Once it is written the
-        folder is the run's: the lock names its pid, and nothing is undone any more."""
+        """The first write of a run (a failed one is a refusal: release() undoes the claim): the options in effect,
+        and (--resume) any other key a user added to config.json. Once it is written the folder is the run's: the
+        lock names its pid, and nothing is undone any more."""
         with writing(self.config_path):
-            write_json_atomically(self.config_path, vars(args))
+            write_json_atomically(self.config_path, self.saved | vars(args))
             if self._lock is not None:
                 self._lock.seek(0)
                 self._lock.truncate()

@@ -219,3 +219,21 @@ def test_plot_of_two_runs_with_one_name_says_so(tmp_path, monkeypatch):
     write_run(tmp_path / "b" / "run", rows(0))
     monkeypatch.setattr(sys, "argv", ["plot.py", str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run")])
     refused(plot.main, "two runs are named 'run': name them, NAME=FOLDER")
+
+
+def test_a_users_file_beside_out_named_like_a_temporary_file_is_left_alone(tmp_path, monkeypatch):
+    """evaluate.py checked that --out could be written by writing and removing <out>.tmp: a user's file of that name
+    was emptied, then deleted."""
+    (tmp_path / "e.json.tmp").write_text("the user's own")
+    monkeypatch.setattr("evaluate.evaluate_model", lambda *a: {"n": 1, "pass@1": 0.5})
+    run_main(monkeypatch, "--dataset", "toy", "--n", "1", "--out", str(tmp_path / "e.json"))
+    assert (tmp_path / "e.json.tmp").read_text() == "the user's own" and sorted(os.listdir(tmp_path)) == ["e.json", "e.json.tmp"]
+
+
+def test_a_key_a_user_added_to_config_json_stays_on_resume(tmp_path, keep_signals):
+    out = str(tmp_path / "run")
+    saved_run(out)
+    config = json.load(open(os.path.join(out, "config.json")))
+    open(os.path.join(out, "config.json"), "w").write(json.dumps(config | {"note": "the good one"}))
+    make_run(out, "--resume", "--steps", "3")
+    assert json.load(open(os.path.join(out, "config.json")))["note"] == "the good one"
