@@ -51,7 +51,9 @@ def write_folder(final, model, tokenizer, trainer_state=None, weights=None, step
     made the model), rename it into place. `weights`: a full state dict to write in place of the model's own (a
     sharded model's, gathered). Whatever stops the write, the half-written copy is removed."""
     tmp = final + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    if os.path.isfile(tmp) or os.path.islink(tmp):  # a file of that name (not ours to keep: the name is the run's)
+        os.remove(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)  # a copy that a kill left half-written
     try:
         model.save_pretrained(tmp, state_dict=weights)
         tokenizer.save_pretrained(tmp)

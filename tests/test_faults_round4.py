@@ -237,3 +237,13 @@ def test_a_key_a_user_added_to_config_json_stays_on_resume(tmp_path, keep_signal
     open(os.path.join(out, "config.json"), "w").write(json.dumps(config | {"note": "the good one"}))
     make_run(out, "--resume", "--steps", "3")
     assert json.load(open(os.path.join(out, "config.json")))["note"] == "the good one"
+
+
+def test_a_file_where_a_checkpoint_is_written_first_does_not_stop_every_save(tmp_path, keep_signals):
+    """A file `final.tmp` (what evaluate.py --out <run>/final left) made every later save fail, as a full disk."""
+    out = str(tmp_path / "run")
+    run = make_run(out, "--steps", "1")
+    for name in ("final.tmp", "step_000001.tmp"):
+        open(os.path.join(out, name), "w").write("left over")
+    run.save_final()
+    assert sorted(os.listdir(out)) == [".lock", "config.json", "final", "step_000001"]
