@@ -390,7 +390,7 @@ def main():
         results[name] = evaluate_model(models[name], args, dist)
         if dist.is_main:
             results[name] |= training_cost(path, logs.get(name))
-            print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if not isinstance(v, dict)})}")
+            print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if isinstance(v, (int, float))})}")
             if args.out:
                 write_results(results, args.out)
     if dist.is_main:
