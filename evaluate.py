@@ -44,11 +44,13 @@ import numpy as np
 import torch
 
 import rollout
-from family.roads import add_road_options, check_roads, road_sampler
+from family.roads import add_road_options, check_roads, road_of, road_sampler
 from model import use_bf16
 from plumbing import checkpoint, distributed, tracking
 from plumbing.loading import load_model, load_tokenizer, pick_device, resolve_model_path
-from plumbing.run_folder import write_json_atomically, writing
+from plumbing.provenance import problems_checksum
+from plumbing.run_folder import read_log
+from plumbing.tables import check_out, compare_runs, figures_of, is_run, model_path_of, read_tables, training_cost, write_results
 from rewards import TaskGrader
 from tasks.data import check_template, default_template, drop_long_prompts, load_or_exit
 
@@ -155,6 +157,7 @@ def evaluate_model(path, args, dist):
     if args.bf16:
         use_bf16(model)
     rows = drop_long_prompts(rows, tokenizer, template, model.config, args.max_new_tokens, args.dataset)
+    dist.check_share(len(rows), f"--dataset {args.dataset}" + (f" --limit {args.limit}" if args.limit else ""))
     probe = rows[0]["prompt_ids"]  # a fixed prompt whose logits must be finite: a diverged model is refused
     if not checkpoint.finite(model, torch.tensor([probe], device=dist.device)):
         raise SystemExit(NOT_FINITE.format(path))
@@ -173,7 +176,13 @@ def evaluate_model(path, args, dist):
     greedy = sample_and_grade(model, tokenizer, mine, grader, 1, **dict(sampling, temperature=0.0))
     greedy = records_of(mine, 1, *finite_samples(greedy, path))
     records, greedy = dist.gather_lists(records), dist.gather_lists(greedy)
-    return summarize(records, greedy, args.trials, args.seed) if dist.is_main else None
+    if not dist.is_main:
+        return None
+    # what it was evaluated on, so that --merge joins only tables of the same problems
+    return summarize(records, greedy, args.trials, args.seed) | {
+        "dataset": args.dataset,
+        "problems_checksum": problems_checksum(rows),
+    }
 
 
 NOT_FINITE = "error: {} gives non-finite weights or logits (a diverged run?): evaluate one of its earlier checkpoints"
@@ -191,39 +200,14 @@ def finite_samples(sampled, path):
 # comparing runs
 
 
-def model_path_of(run):
-    """A training run folder evaluates its final model (checked against its checksums); anything else is a
-    model folder (checked too, if this repo wrote it) or a hub id."""
-    final = os.path.join(run, "final")
-    if os.path.isdir(final):
-        return checkpoint.verified(final)
-    if os.path.exists(os.path.join(run, "log.jsonl")):
-        raise SystemExit(f"error: {run} is a run without a final model yet: evaluate one of its step_*/ checkpoints")
-    return checkpoint.verified(resolve_model_path(run))
-
-
-def training_cost(run):
-    """What training a run cost, from its folder: tokens sampled (the sum over steps of the mean length times the
-    samples per step) and the summed step time in seconds. Empty for a model that is not a run."""
-    log, config = os.path.join(run, "log.jsonl"), os.path.join(run, "config.json")
-    if not (os.path.exists(log) and os.path.exists(config)):
-        return {}
-    try:
-        with open(config) as f:
-            cfg = json.load(f)
-        with open(log) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        batch = cfg["prompts_per_step"] * cfg["group_size"]
-        return {
-            "train_tokens": float(sum(row["length"] * batch for row in rows if row.get("length") is not None)),
-            "train_time": float(sum(row["step_time"] for row in rows if row.get("step_time") is not None)),
-        }
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:  # the cost is a side note: say why it is missing
-        print(f"warning: {run}: no training cost ({type(err).__name__} reading its config.json and log.jsonl)")
-        return {}
-
-
-FORMATS = {"length": "{:.1f}", "tokens_per_answer": "{:.1f}", "train_tokens": "{:.0f}", "train_time": "{:.0f}"}
+FORMATS = {
+    "problems": "{:.0f}",
+    "n": "{:.0f}",
+    "length": "{:.1f}",
+    "tokens_per_answer": "{:.1f}",
+    "train_tokens": "{:.0f}",
+    "train_time": "{:.0f}",
+}
 
 
 def print_table(results):
@@ -232,11 +216,12 @@ def print_table(results):
     from plot import crossings, pass_at_k_curve
 
     names = list(results)
-    keys = list(dict.fromkeys(k for n in names for k, v in results[n].items() if isinstance(v, float)))
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    keys = list(dict.fromkeys(k for n in names for k, v in results[n].items() if number(v)))
     width = max(10, *(len(n) + 2 for n in names))
     print("metric".ljust(18) + "".join(n.rjust(width) for n in names))
     for k in keys:
-        cells = (FORMATS.get(k, "{:.3f}").format(results[n][k]) if k in results[n] else "-" for n in names)
+        cells = (FORMATS.get(k, "{:.3f}").format(results[n][k]) if number(results[n].get(k)) else "-" for n in names)
         print(k.ljust(18) + "".join(c.rjust(width) for c in cells))
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
@@ -246,7 +231,7 @@ def print_table(results):
 
 def report(results, out, logs):
     """Print the table; with `out`, write the metrics there as JSON, next to it the training curves of the runs
-    in `logs` ({name: log.jsonl}) and the pass@k-vs-k figure."""
+    in `logs` ({name: the rows of its log.jsonl}) and the pass@k-vs-k figure (figures_of)."""
     import plot
 
     print()
@@ -259,11 +244,11 @@ def report(results, out, logs):
         return
     write_results(results, out)
     print(f"wrote {out}")
-    stem = os.path.splitext(out)[0]
-    if logs and plot.plot_runs(logs, stem + ".png"):
-        print(f"wrote {stem}.png (training curves)")
-    if any(res.get("n", 1) > 1 for res in results.values()) and plot.plot_pass_at_k(results, stem + "_pass_at_k.png"):
-        print(f"wrote {stem}_pass_at_k.png (pass@k vs k)")
+    curves, pass_at_k_figure = figures_of(out, logs, max(res.get("n") or 1 for res in results.values()))
+    if curves and plot.plot_runs(logs, curves):
+        print(f"wrote {curves} (training curves)")
+    if pass_at_k_figure and plot.plot_pass_at_k(results, pass_at_k_figure):
+        print(f"wrote {pass_at_k_figure} (pass@k vs k)")
 
 
 def track(results, args):
@@ -276,31 +261,6 @@ def track(results, args):
         keys = dict.fromkeys(k for n in names for k, v in results[n].items() if isinstance(v, float))
         tracker.table(["metric", *names], [[k, *(results[n].get(k) for n in names)] for k in keys])
         tracker.close()
-
-
-def write_results(results, out):
-    """The metrics so far, as JSON: written whole or not at all (after each model, so a later failure keeps them)."""
-    with writing(out):
-        write_json_atomically(out, results)
-
-
-def read_tables(paths):
-    """The tables of earlier --out runs, {model: metrics}, checked: one line for a file that is not one, or for
-    a model name that two files hold."""
-    results, source = {}, {}
-    for path in paths:
-        try:
-            with open(path) as f:
-                table = json.load(f)
-        except (OSError, ValueError) as err:
-            raise SystemExit(f"error: --merge: cannot read {path} ({getattr(err, 'strerror', None) or err})") from None
-        if not (isinstance(table, dict) and table and all(isinstance(m, dict) and "pass@1" in m for m in table.values())):
-            raise SystemExit(f"error: --merge: {path} is not a table written by evaluate.py --out ({{model: {{metric: value}}}})")
-        for name, metrics in table.items():
-            if name in source:
-                raise SystemExit(f"error: --merge: {name!r} is in both {source[name]} and {path}: rename it in one of them")
-            results[name], source[name] = metrics, path
-    return results
 
 
 def parser():
@@ -345,36 +305,58 @@ def main():
     if args.report_to != "none" and not args.out:
         p.error("--report-to needs --out: its files go in a folder named after the JSON (runs/eval.json: runs/eval/)")
     tracking.require(args.report_to)
-    check_roads(p.given())
+    given = p.given()
+    check_roads(given)
+    check_used(given, args)
     args.max_new_tokens = args.max_new_tokens or options.task_defaults(args.dataset)["max_new_tokens"]
     dist = distributed.setup(pick_device())
     torch.manual_seed(args.seed)
 
-    if args.out and dist.is_main:  # an unwritable --out fails now, not after the evaluation (nothing is replaced yet)
-        with writing(args.out):
-            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-            open(args.out + ".tmp", "w").close()
-            os.remove(args.out + ".tmp")
     if args.merge:  # tables written by earlier runs of this script, side by side
         results = read_tables(args.merge)
+        if args.out:
+            check_out(args.out, figures_of(args.out, {}, max(res.get("n") or 1 for res in results.values())))
         report(results, args.out, {})
         track(results, args)
         return
-    runs = dict(item.split("=", 1) if "=" in item else (item, item) for item in args.compare or [])
-    runs = runs or {"model": resolve_model_path(args.model, args.dataset)}
+    runs = compare_runs(args.compare) or {"model": resolve_model_path(args.model, args.dataset)}
+    # every run's log is read now: a bad line stops here, not after the evaluation (a torn last line is dropped)
+    logs = {name: read_log(os.path.join(path, "log.jsonl")) for name, path in runs.items() if is_run(path)}
+    if args.out:  # an --out that cannot be written, or would replace a file not ours, stops now: nothing has run
+        check_out(args.out, figures_of(args.out, logs, args.n))
+    models = {name: model_path_of(path) for name, path in runs.items()}  # a run without final/, or a damaged one: now
     results = {}
     for name, path in runs.items():
-        results[name] = evaluate_model(model_path_of(path), args, dist)
+        results[name] = evaluate_model(models[name], args, dist)
         if dist.is_main:
-            results[name] |= training_cost(path)
-            print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if not isinstance(v, dict)})}")
+            results[name] |= training_cost(path, logs.get(name))
+            print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if isinstance(v, (int, float))})}")
             if args.out:
                 write_results(results, args.out)
     if dist.is_main:
-        logs = {name: os.path.join(path, "log.jsonl") for name, path in runs.items()}
-        report(results, args.out, {name: log for name, log in logs.items() if os.path.exists(log)})
+        report(results, args.out, logs)
         track(results, args)
     dist.close()
+
+
+MERGE_USES = {"merge", "out", "report_to"}
+
+
+def check_used(given, args):
+    """Every option given is used: --merge only prints (and writes) tables, --compare names its own models; and
+    --temperature 0 draws one response, so n > 1 of them would only repeat it (pass@k = pass@1)."""
+    if "merge" in given and given - MERGE_USES:
+        unused = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(given - MERGE_USES))
+        raise SystemExit(f"error: --merge joins tables already evaluated: {unused} would not be used; drop it")
+    if "compare" in given and "model" in given:
+        raise SystemExit(
+            "error: --compare names its models (NAME=PATH): --model would not be used; drop it, or add it to --compare"
+        )
+    if args.temperature == 0 and args.n > 1 and road_of(args) is None:
+        raise SystemExit(
+            f"error: --temperature 0 is greedy: its {args.n} samples would be one response {args.n} times (pass@k = pass@1); "
+            f"give --n 1, or a temperature above 0"
+        )
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ pass@k-vs-k curves of several evaluated models on one log-x figure (evaluate.py 
 """
 
 import argparse
-import json
 import math
 import os
+
+from plumbing.run_folder import check_figure, read_log, replaced_atomically, writing
 
 PANELS = [  # (log key, title)
     ("eval_accuracy", "held-out accuracy (1 sample, T=1)"),
@@ -21,13 +22,8 @@ PANELS = [  # (log key, title)
 ]
 
 
-def read_log(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def plot_runs(logs, out):
-    """logs: {run name: path to log.jsonl}. Writes one PNG with a panel per metric."""
+    """logs: {run name: the rows of its log.jsonl (read_log)}. Writes one PNG with a panel per metric."""
     try:
         import matplotlib
 
@@ -37,8 +33,7 @@ def plot_runs(logs, out):
         print("matplotlib is not installed (pip install matplotlib): no plot written")
         return None
     fig, axes = plt.subplots(2, 3, figsize=(14, 7))
-    for name, path in logs.items():
-        rows = read_log(path)
+    for name, rows in logs.items():
         for ax, (key, title) in zip(axes.flat, PANELS):
             points = [(r["step"], r[key]) for r in rows if key in r]
             if points:
@@ -46,10 +41,7 @@ def plot_runs(logs, out):
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("RL step")
     axes.flat[0].legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def pass_at_k_curve(result):
@@ -96,9 +88,24 @@ def plot_pass_at_k(results, out):
     ax.set_ylabel("pass@k")
     ax.set_title(f"pass@k vs k (x: where a curve crosses {first}'s)", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    return save_figure(fig, out)
+
+
+def save_figure(fig, out):
+    """Write the figure as a PNG at `out`, whole or not at all: a full disk or no memory is one line, and no
+    temporary file stays."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with writing(out):
+            fig.tight_layout()
+            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+            with replaced_atomically(out, "wb") as f:
+                fig.savefig(f, dpi=110, format="png")
+    except MemoryError:
+        raise SystemExit(f"error: cannot draw the figure {out} (out of memory): free some memory, then run again") from None
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -107,13 +114,16 @@ def main():
     p.add_argument("runs", nargs="+", help="run folders (with log.jsonl), optionally NAME=FOLDER")
     p.add_argument("--out", default="curves.png")
     args = p.parse_args()
+    check_figure(args.out)
     logs = {}
     for item in args.runs:
         name, path = item.split("=", 1) if "=" in item else (os.path.basename(os.path.normpath(item)), item)
         log = os.path.join(path, "log.jsonl") if os.path.isdir(path) else path
-        if not os.path.exists(log):
-            raise SystemExit(f"no log at {log}: expected a run folder holding log.jsonl")
-        logs[name] = log
+        if not os.path.isfile(log):
+            raise SystemExit(f"error: no log at {log}: expected a run folder holding log.jsonl")
+        if name in logs:
+            raise SystemExit(f"error: two runs are named {name!r}: name them, NAME=FOLDER")
+        logs[name] = read_log(log)  # a torn last line (a run still writing it) is dropped with a warning
     if plot_runs(logs, args.out):
         print(f"wrote {args.out}")
 

@@ -15,18 +15,18 @@ cd "$(dirname "$0")"
 variant=${1:-toy}
 seed=${2:-0}
 out=runs/family-$variant-$seed
-if [ -e "$out" ]; then  # a previous run of this job: never overwritten
-    echo "error: $out holds a previous run of this job: move or remove it (rm -r $out), or use another seed" >&2
-    exit 1
+source plumbing/jobs.sh  # train: a complete arm is kept, an interrupted one continued (--resume)
+if [ -e "$out" ]; then
+    echo "continuing the job in $out (its complete arms are kept)"
 fi
 common=(--dataset "$variant" --seed "$seed")
-python train_task.py "${common[@]}" --out "$out/task"
-python train_task.py "${common[@]}" --mode random --out "$out/random"
-python train_sharpen.py "${common[@]}" --out "$out/sharpen"
-python train_sharpen.py "${common[@]}" --mode tempered --alpha 4 --out "$out/tempered"
-python train_sharpen.py "${common[@]}" --mode entropy --out "$out/entropy"
-python train_sharpen.py "${common[@]}" --mode self-certainty --out "$out/self-certainty"
-python train_sharpen.py "${common[@]}" --mode majority --out "$out/majority"
+train train_task.py "$out/task" "${common[@]}"
+train train_task.py "$out/random" "${common[@]}" --mode random
+train train_sharpen.py "$out/sharpen" "${common[@]}"
+train train_sharpen.py "$out/tempered" "${common[@]}" --mode tempered --alpha 4
+train train_sharpen.py "$out/entropy" "${common[@]}" --mode entropy
+train train_sharpen.py "$out/self-certainty" "${common[@]}" --mode self-certainty
+train train_sharpen.py "$out/majority" "${common[@]}" --mode majority
 python evaluate.py "${common[@]}" --n 256 --limit 64 --trials 200 --out "$out/trained.json" --compare \
     base="toy_models/$variant" task="$out/task" random="$out/random" sharpen="$out/sharpen" tempered="$out/tempered" \
     entropy="$out/entropy" self-certainty="$out/self-certainty" majority="$out/majority"

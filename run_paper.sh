@@ -20,20 +20,20 @@ seed=${2:-0}
 train=("${@:3}")
 evaluation=(${EVAL:---n 16 --limit 64 --trials 200})
 out=runs/paper-$variant-$seed
-if [ -e "$out" ]; then  # a previous run of this job: never overwritten
-    echo "error: $out holds a previous run of this job: move or remove it (rm -r $out), or use another seed" >&2
-    exit 1
+source plumbing/jobs.sh  # train: a complete arm is kept, an interrupted one continued (--resume)
+if [ -e "$out" ]; then
+    echo "continuing the job in $out (its complete arms are kept)"
 fi
 common=(--dataset "$variant" --seed "$seed")
 arms=(base="toy_models/$variant")
-python train_sharpen.py "${common[@]}" "${train[@]}" --out "$out/sharpen"
-python train_task.py "${common[@]}" "${train[@]}" --out "$out/task"
+train train_sharpen.py "$out/sharpen" "${common[@]}" "${train[@]}"
+train train_task.py "$out/task" "${common[@]}" "${train[@]}"
 arms+=(sharpen="$out/sharpen" task="$out/task")
 for alpha in 0.5 1 1.25 2 4; do
-    python train_sharpen.py "${common[@]}" "${train[@]}" --mode tempered --alpha "$alpha" --out "$out/a$alpha-b0"
+    train train_sharpen.py "$out/a$alpha-b0" "${common[@]}" "${train[@]}" --mode tempered --alpha "$alpha"
     arms+=("a$alpha-b0=$out/a$alpha-b0")
     for b in 100 10000; do
-        python train_task.py "${common[@]}" "${train[@]}" --mode tilted --alpha "$alpha" --b "$b" --out "$out/a$alpha-b$b"
+        train train_task.py "$out/a$alpha-b$b" "${common[@]}" "${train[@]}" --mode tilted --alpha "$alpha" --b "$b"
         arms+=("a$alpha-b$b=$out/a$alpha-b$b")
     done
 done

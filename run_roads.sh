@@ -17,13 +17,13 @@ cd "$(dirname "$0")"
 variant=${1:-toy}
 seed=${2:-0}
 out=runs/roads-$variant-$seed
-if [ -e "$out" ]; then  # a previous run of this job: never overwritten
-    echo "error: $out holds a previous run of this job: move or remove it (rm -r $out), or use another seed" >&2
-    exit 1
+source plumbing/jobs.sh  # train: a complete arm is kept, an interrupted one continued (--resume)
+if [ -e "$out" ]; then
+    echo "continuing the job in $out (its complete arms are kept)"
 fi
 common=(--dataset "$variant" --seed "$seed")
 eval=(--n 16 --limit 16 --trials 200)
-python train_sharpen.py "${common[@]}" --mode tempered --alpha 4 --out "$out/tempered"
+train train_sharpen.py "$out/tempered" "${common[@]}" --mode tempered --alpha 4
 python evaluate.py "${common[@]}" "${eval[@]}" --out "$out/plain.json" --compare base="toy_models/$variant" tempered="$out/tempered"
 python evaluate.py "${common[@]}" "${eval[@]}" --out "$out/mh.json" --compare mh="toy_models/$variant" \
     --power-sample --alpha 4 --blocks 4 --mcmc-steps 4

@@ -23,7 +23,6 @@ import functools
 import math
 import os
 import random
-import signal
 import time
 import warnings
 
@@ -34,7 +33,7 @@ from tqdm import tqdm
 import rollout
 from loss import AGGREGATIONS, BASELINES
 from model import frozen_copy, micro_batches, response_logprobs, use_bf16
-from plumbing import checkpoint, distributed, options, sharding, shared_prompts, tracking
+from plumbing import checkpoint, distributed, options, sharding, shared_prompts, stopping, tracking
 from plumbing.loading import load_model, load_tokenizer, pick_device, resolve_model_path
 from plumbing.run_folder import RunFolder
 from rewards import NORMALIZATIONS, TaskGrader
@@ -180,6 +179,7 @@ class Run:
     object would take all ten and Run would forward the five; as a mixin they were one object already, reading
     attributes it never set."""
 
+    @stopping.setting_up  # a refusal or a signal before the run writes undoes its claim on the folder
     def __init__(self, parser, optimizer, argv=None):
         args = parser.parse_args(argv)  # argv: the command line (tests pass a list)
         if args.resume and args.overwrite:
@@ -198,6 +198,7 @@ class Run:
         if args.prompts_per_step % dist.world:
             raise SystemExit(f"error: --prompts-per-step {args.prompts_per_step} must be divisible by the {dist.world} ranks")
         self.template = check_template(args.template or default_template(args.dataset))
+        eval_template = check_template(args.template or default_template(args.eval_dataset or args.dataset))
         path, state = resume_point(args) if args.resume else (None, None)
         self.start_step = state["step"] if state else 0
         random.seed(args.seed)
@@ -205,13 +206,14 @@ class Run:
         torch.manual_seed(args.seed)
         train, held_out = load_data(args)  # before the model: a typo in the data stops first
         args.model = resolve_model_path(args.model, args.dataset)
+        self.folder.check_model(args)  # a run folder, or (--resume) the run's model gone: one line, before loading
         self.tokenizer = load_tokenizer(args.model)
         base = configure(load_model(args.model, dist.device), args)
-        fit = (self.tokenizer, self.template, base.config, args.max_new_tokens)  # each row gets its prompt's token ids
-        self.train_rows, self.eval_rows = (
-            drop_long_prompts(train, *fit, "training set"),
-            drop_long_prompts(held_out, *fit, "evaluation set"),
-        )
+        fit = (base.config, args.max_new_tokens)  # each row gets its prompt's token ids
+        self.train_rows = drop_long_prompts(train, self.tokenizer, self.template, *fit, "training set")
+        self.eval_rows = drop_long_prompts(held_out, self.tokenizer, eval_template, *fit, "evaluation set")
+        dist.check_share(len(self.eval_rows), "--eval-problems")
+        self.folder.started_from(args, base, train, held_out)  # --resume: the run's own model and data, or stop
         self.ref = frozen_copy(base, torch.bfloat16 if dist.device.type == "cuda" else None)
         if args.ref_on_cpu:
             self.ref.to("cpu")
@@ -350,18 +352,20 @@ class Run:
         """Once setup has succeeded: the guards' state, the signal handlers, and the run folder's config and log."""
         self.bad_steps, self.stop_signal = 0, None
         self.saved_step = self.start_step  # never write the same checkpoint twice
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_signal)
+        stopping.handle(self._on_signal)
         if self.dist.is_main:
             if self.args.overwrite:  # only now, with the data, the model and every option found good
                 self.folder.clear()
-            self.folder.save_config(self.args)  # the values in effect, --resume's included
-            if self.args.resume:
+            if self.args.resume:  # first: a log it refuses leaves config.json as it was too
                 self.folder.keep_log_until(self.start_step)
+            self.folder.save_config(self.args)  # the values in effect, --resume's included
 
     def _on_signal(self, signum, frame):
-        """The first Ctrl-C / SIGTERM: finish the step, save, exit. The second: exit now (the last checkpoint stays)."""
+        """The first Ctrl-C / SIGTERM / SIGHUP: finish the step, save, exit. The second: exit now (the last checkpoint
+        stays)."""
+        stopping.after_hangup(signum)  # a closed terminal: the output that went there goes nowhere now
         if self.stop_signal is not None:
+            stopping.ignore()
             raise SystemExit(f"stopped by a second signal {signum}: --resume continues from the last checkpoint")
         self.stop_signal = signum
         if self.dist.is_main:
@@ -372,6 +376,7 @@ class Run:
         # next collective (and with --fsdp, saving is one).
         if self.dist.sum(float(self.stop_signal is not None)).item():
             self.save(step)
+            stopping.ignore()  # saved: a signal now would only turn the exit into a traceback
             why = f"signal {self.stop_signal}" if self.stop_signal is not None else "a signal to another rank"
             raise SystemExit(f"stopped by {why} after step {step}; --resume continues")
 
@@ -414,11 +419,9 @@ class Run:
         self.check_parameters(logits=True)
         weights = sharding.full_weights_state(self.policy)
         if self.dist.is_main:
-            checkpoint.write_folder(os.path.join(self.args.out, "final"), self.policy, self.tokenizer, weights=weights)
+            final = os.path.join(self.args.out, "final")
+            checkpoint.write_folder(final, self.policy, self.tokenizer, weights=weights, step=self.args.steps)
         if self.tracker is not None:
             self.tracker.close()
         self.dist.close()
-        # The run is complete: a signal now must not make it look failed. Python resets its handlers to the default
-        # while the interpreter shuts down (a Ctrl-C there killed the process: exit 130), but keeps "ignore".
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
+        stopping.ignore()  # the run is complete: a signal now must not make it look failed

@@ -11,7 +11,6 @@ short, bytes changed by hand) is reported and skipped, and --resume falls back t
 final model, final/, is written the same way.
 """
 
-import hashlib
 import json
 import os
 import random
@@ -23,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 
 from model import response_logprobs
+from plumbing.provenance import sha256 as _sha256
 from plumbing.sharding import local
 
 _STEP = re.compile(r"^step_(\d+)$")
@@ -46,19 +46,14 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_folder(final, model, tokenizer, trainer_state=None, weights=None):
-    """save_pretrained (+ trainer.pt) into a temporary folder, seal it with checksums, rename it into place.
-    `weights`: a full state dict to write in place of the model's own (a sharded model's, gathered)."""
+def write_folder(final, model, tokenizer, trainer_state=None, weights=None, step=None):
+    """save_pretrained (+ trainer.pt) into a temporary folder, seal it with checksums (and `step`, the updates that
+    made the model), rename it into place. `weights`: a full state dict to write in place of the model's own (a
+    sharded model's, gathered). Whatever stops the write, the half-written copy is removed."""
     tmp = final + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    if os.path.isfile(tmp) or os.path.islink(tmp):  # a file of that name (not ours to keep: the name is the run's)
+        os.remove(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)  # a copy that a kill left half-written
     try:
         model.save_pretrained(tmp, state_dict=weights)
         tokenizer.save_pretrained(tmp)
@@ -66,15 +61,19 @@ def write_folder(final, model, tokenizer, trainer_state=None, weights=None):
             torch.save(trainer_state, os.path.join(tmp, "trainer.pt"))
         sums = {name: _sha256(os.path.join(tmp, name)) for name in sorted(os.listdir(tmp))}
         with open(os.path.join(tmp, MARKER), "w") as f:
-            json.dump({"sha256": sums}, f, indent=1)
+            json.dump({"sha256": sums, **({} if step is None else {"step": step})}, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-    except (OSError, RuntimeError, SafetensorError) as err:  # a full disk, a read-only folder, as each writer says it
+    except (OSError, RuntimeError, SafetensorError, MemoryError) as err:  # a full disk, a read-only folder, no memory
         shutil.rmtree(tmp, ignore_errors=True)  # the half-written copy would only take the space a retry needs
+        why = "out of memory" if isinstance(err, MemoryError) else getattr(err, "strerror", None) or str(err).splitlines()[0]
+        advice = "free some memory" if isinstance(err, MemoryError) else "free some space or fix the permissions"
         raise SystemExit(
-            f"error: cannot write {final} ({getattr(err, 'strerror', None) or str(err).splitlines()[0]}): free some "
-            f"space or fix the permissions, then --resume (the checkpoints already written are intact)"
+            f"error: cannot write {final} ({why}): {advice}, then --resume (the checkpoints already written are intact)"
         ) from None
+    except (SystemExit, KeyboardInterrupt):  # a second signal: the checkpoints already written stay, this one goes
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = final + ".old"
     if os.path.exists(final):  # a kill between these renames leaves final.old and final.tmp, both whole
         shutil.rmtree(old, ignore_errors=True)
@@ -102,8 +101,8 @@ def damage(path):
         return "no COMPLETE marker: the write was cut short"
     except (OSError, ValueError, KeyError, TypeError):
         return "its COMPLETE marker holds no checksums (damaged, or written by an older version)"
-    extra = set(os.listdir(path)) - set(sums) - {MARKER}
-    if extra:
+    extra = {name for name in os.listdir(path) if not name.startswith(".")} - set(sums) - {MARKER}
+    if extra:  # (hidden files are the system's own: .DS_Store, ._model.safetensors; no loader reads them)
         return f"files not in its checksums: {', '.join(sorted(extra))}"
     for name, digest in sums.items():
         file = os.path.join(path, name)
@@ -131,11 +130,17 @@ def latest(run_dir):
         path = os.path.join(run_dir, name)
         if (name.endswith(".tmp") or _STEP.match(name)) and not os.path.exists(os.path.join(path, MARKER)):
             print(f"warning: skipping incomplete checkpoint {path} (no COMPLETE marker: the write was cut short)")
-    for path in reversed(completed(run_dir)):
+    candidates = completed(run_dir)
+    for path in reversed(candidates):
         problem = damage(path)
         if problem is None:
             return path
         print(f"warning: skipping checkpoint {path}: {problem}; trying an older one")
+    if candidates:  # each one is reported above: --overwrite would delete what may only need repairing
+        raise SystemExit(
+            f"error: --resume: no good checkpoint in {run_dir} (see the warnings above): restore one from a copy, or "
+            f"start a new run in another --out (--overwrite would delete these)"
+        )
     raise SystemExit(
         f"error: --resume: no good checkpoint in {run_dir}: start the run again with --overwrite in place of --resume"
     )
@@ -148,6 +153,16 @@ def verified(path):
         if problem is not None:
             raise SystemExit(f"error: {path} cannot be trusted: {problem}")
     return path
+
+
+def step_of(path):
+    """The updates that made the model in `path`, as its COMPLETE marker records them (a final/), or None."""
+    try:
+        with open(os.path.join(path, MARKER)) as f:
+            step = json.load(f).get("step")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return step if isinstance(step, int) else None
 
 
 def load_trainer_state(path):

@@ -45,6 +45,15 @@ class Dist:
             for h in handles:
                 h.wait()
 
+    def check_share(self, n, what):
+        """Each rank evaluates every world-th of n problems: with fewer problems than ranks, one would have none (and
+        its empty batch would fail), so that stops every rank with one line."""
+        if n < self.world:
+            raise SystemExit(
+                f"error: {what}: {n} problem{'s' * (n != 1)} for {self.world} processes, which need one each: give at "
+                f"least {self.world}, or start fewer processes"
+            )
+
     def gather_lists(self, items):
         """Concatenate a Python list from every rank, rank 0's first."""
         if not self.active:

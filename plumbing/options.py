@@ -96,11 +96,16 @@ class Parser(argparse.ArgumentParser):
             return None
         if action.choices is not None and value not in action.choices:
             return f"{value!r} is not one of this script's choices ({', '.join(map(str, action.choices))})"
-        if callable(action.type) and action.type not in (str, int, float):
-            try:
-                action.type(str(value))
-            except argparse.ArgumentTypeError as err:
-                return str(err)
+        if action.nargs == 0:  # a flag
+            return None if isinstance(value, bool) else f"{value!r} is not true or false"
+        if action.type in (None, str):
+            return None if isinstance(value, str) else f"{value!r} is not text"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):  # "lr": "0.0003", typed by hand
+            return f"{value!r} is not a number"
+        try:
+            action.type(str(value))
+        except (argparse.ArgumentTypeError, ValueError) as err:
+            return str(err)
         return None
 
     def given(self):

@@ -149,9 +149,9 @@ def _to_rows(
             dropped += 1
             continue
         row["answer"] = gold
-        for key, col in extras.items():
-            value = _column(record, (col,), i, source)
-            row[key] = _level(value) if key == "level" else str(value)
+        for key, col in extras.items():  # a row without one has None, as a MATH row with 'Level ?' has
+            value = record.get(col)
+            row[key] = None if value is None else _level(value) if key == "level" else str(value)
         rows.append(row)
     if dropped:
         warnings.warn(f"{source}: dropped {dropped} rows whose gold answer could not be read")
@@ -178,9 +178,11 @@ def _text(record: dict, names: tuple[str, ...], index: int, source: str) -> str:
 def _read_file(path: Path):
     """The records of a local .jsonl/.json/.parquet file. JSON is read here, numbers kept exactly as the file
     spells them (a gold answer 9007199254740993 or 1e+25 must not become a float); parquet through datasets."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a data file: give one of its .jsonl/.json/.parquet files")
     if not path.is_file():
         raise FileNotFoundError(f"no such data file: {path}")
-    if path.suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":
         from datasets import load_dataset
 
         try:
@@ -188,12 +190,12 @@ def _read_file(path: Path):
         except Exception as err:  # pyarrow's errors: a file cut short, not parquet at all
             raise ValueError(f"{path} could not be read as parquet ({type(err).__name__}: {err})") from None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (what some Windows editors write) is not text
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}): save it as UTF-8") from None
     exact = dict(parse_float=str, parse_int=str)
     try:
-        if path.suffix == ".json" and text.lstrip()[:1] in ("[", "{"):
+        if path.suffix.lower() == ".json" and text.lstrip()[:1] in ("[", "{"):
             data = json.loads(text, **exact)
             records = data.get("data", data.get("rows", data)) if isinstance(data, dict) else data
             records = [records] if isinstance(records, dict) else records
@@ -256,7 +258,7 @@ def _load_registered(name: str, split: str) -> list[dict]:
 def _load_local(path: Path, question_key: str | None, answer_key: str | None) -> list[dict]:
     records = _read_file(path)
     question = (question_key,) if question_key else ("question", "problem")
-    columns = records.column_names if hasattr(records, "column_names") else list(records[0])
+    columns = records.column_names if hasattr(records, "column_names") else {key for record in records for key in record}
     extras = {key: key for key in ("level", "subject") if key in columns}
     return _to_rows(records, str(path), question, (answer_key or "answer",), as_is, extras)
 
@@ -291,6 +293,7 @@ def drop_long_prompts(rows: list[dict], tokenizer, template: str, config, max_ne
         dict(row, prompt_ids=tokenizer.encode(build_prompt(tokenizer, row["question"], template), add_special_tokens=False))
         for row in rows
     ]
+    check_vocabulary(tokenizer, config, [row["prompt_ids"] for row in encoded])
     kept = [row for row in encoded if room is None or len(row["prompt_ids"]) <= room]
     if len(kept) < len(rows):
         warnings.warn(
@@ -300,6 +303,19 @@ def drop_long_prompts(rows: list[dict], tokenizer, template: str, config, max_ne
     if not kept:
         raise SystemExit(f"error: {what}: every prompt is longer than {room} tokens; lower --max-new-tokens")
     return kept
+
+
+def check_vocabulary(tokenizer, config, prompts):
+    """Every token id the model will read (the prompts', EOS, padding) is in its vocabulary, or one line: a
+    tokenizer with more tokens than the model's embedding (another model's, or one grown by added tokens) would
+    fail inside the model with an IndexError."""
+    vocab = getattr(config, "vocab_size", None)
+    ids = [i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None] + [i for p in prompts for i in p]
+    if vocab is not None and ids and max(ids) >= vocab:
+        raise SystemExit(
+            f"error: the tokenizer gives token id {max(ids)} ({len(tokenizer)} tokens), but the model's vocabulary has "
+            f"{vocab}: the tokenizer is not the model's (copy the tokenizer files from the model's own folder)"
+        )
 
 
 def _subset(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
@@ -338,8 +354,10 @@ def load_problems(
         rows = arith.load_problems(split)
     elif name in DATASETS:
         rows = _load_registered(name, split)
-    elif name.endswith(LOCAL_SUFFIXES):
+    elif name.lower().endswith(LOCAL_SUFFIXES):
         rows = _load_local(Path(name), question_key, answer_key)
+    elif os.path.isdir(name):
+        raise ValueError(f"--dataset {name} is a folder: give one of its .jsonl/.json/.parquet files")
     else:
         choices = ", ".join([*DATASETS, "toy", "toy-aligned", "arith"])
         raise ValueError(f"unknown dataset {name!r}; choose from: {choices}, or a .jsonl/.json/.parquet file path")

@@ -38,10 +38,10 @@ def model():
 
 @pytest.fixture
 def keep_signals():
-    """trainer.Run installs SIGINT/SIGTERM handlers (and a finished run ignores both): give pytest its own back."""
+    """trainer.Run installs SIGINT/SIGTERM/SIGHUP handlers (and a finished run ignores them): give pytest its own back."""
     import signal
 
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     yield
     for sig, handler in saved.items():
         signal.signal(sig, handler)
