@@ -33,7 +33,7 @@ from tqdm import tqdm
 import rollout
 from loss import AGGREGATIONS, BASELINES
 from model import frozen_copy, micro_batches, response_logprobs, use_bf16
-from plumbing import checkpoint, distributed, options, sharding, shared_prompts, stopping, tracking
+from plumbing import checkpoint, distributed, options, samples, sharding, shared_prompts, stopping, tracking
 from plumbing.loading import load_model, load_tokenizer, pick_device, resolve_model_path
 from plumbing.run_folder import RunFolder
 from rewards import NORMALIZATIONS, TaskGrader
@@ -257,7 +257,8 @@ class Run:
         for i in range(step * n, (step + 1) * n):
             epoch, j = divmod(i, len(rows))
             picked.append(rows[epoch_order(self.args.seed, epoch, len(rows))[j]])
-        return picked[self.dist.rank :: self.dist.world]
+        self.problems = picked[self.dist.rank :: self.dist.world]  # the first one's group goes to samples.jsonl
+        return self.problems
 
     def generator(self, step, stream=0):
         """A generator seeded by (seed, step, rank, stream): a resumed run draws what an uninterrupted one would
@@ -287,8 +288,12 @@ class Run:
         """Every diagnostic of a step, over all ranks (`step_metrics`); lr: the one this step's update used. A
         non-finite loss stops the run here, before anything is saved."""
         lr = self.sched.get_last_lr()[0]
-        m = step_metrics(self.dist, self.args.group_size, lr, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0)
+        G = self.args.group_size
+        m = step_metrics(self.dist, G, lr, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0)
         self._stop_unless(math.isfinite(m["loss"]), "the loss is not finite: the run diverged (a lower --lr may help)")
+        self.group = samples.rows(
+            None, "train", self.tokenizer, roll, [self.problems[0]] * G, answers, r, R
+        )  # shown at evaluations
         return m
 
     def log(self, step, metrics):
@@ -313,9 +318,21 @@ class Run:
             )
         why = "the policy's logits are not finite: the run diverged (a lower --lr may help)"
         self._stop_unless(torch.isfinite(roll.logprobs).all(), why)  # a NaN or +inf logit: the sampled token's log-prob is NaN
-        r, _ = self.eval_grader.grade(texts, [x["answer"] for x in rows], self.policy.device)
+        r, answers = self.eval_grader.grade(texts, [x["answer"] for x in rows], self.policy.device)
+        self.show_samples(step, samples.rows(step, "eval", self.tokenizer, roll, rows[: samples.SHOWN], answers, r))
         n = d.sum(len(r)).item()
         return {"eval_accuracy": d.sum(r.sum()).item() / n, "eval_length": d.sum(roll.lengths.sum()).item() / n}
+
+    def show_samples(self, step, shown):
+        """A few held-out responses and the last step's group, to samples.jsonl and --report-to (rank 0's)."""
+        if not self.dist.is_main:
+            return
+        shown += [dict(row, step=step) for row in getattr(self, "group", [])]
+        self.group = []  # a group is shown once (a --resume's first evaluation has none)
+        for row in shown:
+            self.folder.log(row, self.folder.samples_path)
+        if self.tracker is not None:
+            self.tracker.samples(step, shown)
 
     # -------------------------------------------------------------------------
     # safekeeping: what keeps a run's work safe, skippable on a first read
