@@ -255,6 +255,43 @@ def test_the_trainers_differ_only_in_their_reward():
     assert len(task) == len(sharpen)
 
 
+MODES = {
+    "train_task.py": ("task", "tilted", "random"),
+    "train_sharpen.py": ("sharpen", "tempered", "entropy", "entropy-seq", "self-certainty", "majority"),
+}
+
+
+def mode_choices(script):
+    """The choices of a script's `p.add("--mode", choices=...)`."""
+    for node in ast.walk(ast.parse(open(os.path.join(ROOT, script)).read())):
+        if isinstance(node, ast.Call) and node.args and ast.unparse(node.args[0]) == "'--mode'":
+            return next(ast.literal_eval(k.value) for k in node.keywords if k.arg == "choices")
+
+
+def test_every_mode_takes_the_same_step_from_the_same_rewards(tmp_path):
+    """Past the reward (whose lines tests/test_rewards.py and test_self_rewards.py check in every mode), nothing
+    depends on --mode: from the same R, each mode of each trainer gets the same advantages, weights, loss and
+    gradient, through the scripts' own lines from the advantages to the end of the update."""
+    run = make_run(str(tmp_path / "run"))
+    roll, r, _ = sample_step(run, 0)
+    batch = dict(roll=roll, R=torch.linspace(-1, 2, len(r)), logp=roll.logprobs, ref_logp=run.logprobs(run.ref, roll))
+    start = copy.deepcopy(run.policy.state_dict())
+    steps = {}
+    for script, modes in MODES.items():
+        assert modes == mode_choices(script), f"{script}'s --mode choices changed: list them in MODES"
+        for mode in modes:
+            run.policy.load_state_dict(start)
+            scope = trainer_scope(script, run) | {"args": SimpleNamespace(**vars(run.args) | {"mode": mode})}
+            got = run_loop(script, scope, "A = group_advantages", "for _ in range", **batch)
+            grads = torch.cat([p.grad.flatten() for p in run.policy.parameters()])
+            steps[script, mode] = (got["A"], got["w"], got["loss_sum"], got["grad_norm"], grads)
+    task = steps["train_task.py", "task"]
+    assert task[3] > 0
+    for (script, mode), step in steps.items():
+        for name, want, have in zip(("A", "w", "loss", "grad norm", "gradient"), task, step):
+            assert torch.equal(torch.as_tensor(have), torch.as_tensor(want)), f"{script} --mode {mode}: its {name} differs"
+
+
 # -----------------------------------------------------------------------------
 # faults and equivalences of the step
 
