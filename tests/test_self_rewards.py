@@ -87,19 +87,25 @@ def test_the_answers_voted_on_do_not_depend_on_the_gold(dataset):
 
 
 def test_random_reward_is_a_fair_coin_seeded_by_the_step():
-    generators = {}
+    """The trainer's random reward on trainer.Run's own seeded streams (Run.generator, on a stand-in Run of seed 0,
+    rank 0): a fair coin, its own stream (not the samples' numbers again), the same coins at the same step (a
+    resumed run), others at the next, whatever r."""
+    import trainer
+
+    asked = []
+    stand_in = SimpleNamespace(args=SimpleNamespace(seed=0), dist=SimpleNamespace(rank=0, device=torch.device("cpu")))
 
     def generator(step, stream=0):
-        generators[step, stream] = torch.Generator().manual_seed(1000 * step + stream)
-        return generators[step, stream]
+        asked.append((step, stream))
+        return trainer.Run.generator(stand_in, step, stream)
 
-    run = SimpleNamespace(generator=generator)
-    r = torch.zeros(20_000)
-    inputs = dict(common, r=r, run=run)
+    inputs = dict(common, r=torch.zeros(20_000), run=SimpleNamespace(generator=generator))
     R = trainer_reward("train_task.py", "random", **dict(inputs, step=3))
     assert set(R.unique().tolist()) == {0.0, 1.0}
     assert abs(R.mean().item() - 0.5) < 0.02  # 0.5 +- 2e-2 is 5.6 standard errors
-    assert (3, 1) in generators and (3, 0) not in generators  # its own stream, not the samples'
+    assert asked == [(3, 1)], f"the coins must come from the step's stream 1, not {asked}"
+    samples_numbers = torch.bernoulli(torch.full((20_000,), 0.5), generator=trainer.Run.generator(stand_in, 3, 0))
+    assert (R != samples_numbers).float().mean() > 0.4, "the coins repeat the numbers the samples were drawn with"
     assert torch.equal(R, trainer_reward("train_task.py", "random", **dict(inputs, step=3)))  # a resumed run: same coins
     assert not torch.equal(R, trainer_reward("train_task.py", "random", **dict(inputs, step=4)))
     assert torch.equal(R, trainer_reward("train_task.py", "random", **dict(inputs, step=3, r=torch.ones(20_000))))
