@@ -85,6 +85,7 @@ EXERCISES = (
             "tests/test_loss.py::test_on_policy_gradient_is_minus_advantage_times_weight",
             "tests/test_loss.py::test_clipped_loss_equals_on_policy_at_ratio_one_and_clips_outside",
             "tests/test_loss.py::test_k3_kl_is_nonnegative_and_zero_at_equal_policies",
+            "tests/test_loss.py::test_k3_kl_clamps_q_so_that_a_far_off_token_stays_finite",
             "tests/test_loss.py::test_kl_penalty_enters_the_loss",
         ),
         60,
@@ -96,6 +97,7 @@ EXERCISES = (
         (
             "tests/test_self_rewards.py::test_entropy_minimisation_token_form_is_minus_the_mean_entropy",
             "tests/test_self_rewards.py::test_majority_vote_by_hand",
+            "tests/test_self_rewards.py::test_majority_vote_ties_go_to_the_answer_given_first",
             "tests/test_self_rewards.py::test_majority_vote_in_the_trainer_never_reads_the_gold",
         ),
         45,
@@ -106,6 +108,8 @@ EXERCISES = (
         (("family/power_sample.py", "acceptance"),),
         (
             "tests/test_power_sample.py::test_acceptance_ratio_by_hand",
+            "tests/test_power_sample.py::test_acceptance_is_detailed_balance",
+            "tests/test_power_sample.py::test_the_chain_reaches_the_length_of_pi_ref_to_the_alpha",
             "tests/test_power_sample.py::test_language_model_proposal_and_power_rollout",
         ),
         60,

@@ -63,7 +63,9 @@ def test_the_trainers_reward_lines_equal_the_authors_transform(script, mode, alp
     for seed, (alpha, b) in enumerate([(4.0, 100.0), (0.5, 1e4), (1.25, 2.0), (2.0, 1.0)]):
         ref_logp, logp, lengths, r = random_rollout(seed)
         args = dict(alpha=alpha, b=b, normalization=normalization, length_power=w)
-        R = trainer_reward(script, mode, args, ref_logp=ref_logp, logp=logp, roll=SimpleNamespace(lengths=lengths), r=r)
+        # the rollout's own log-probs are another distribution's (a top-k or temperature rollout): the reward reads logp
+        roll = SimpleNamespace(lengths=lengths, logprobs=logp - 0.5 * (logp != 0), entropy=None, certainty=None)
+        R = trainer_reward(script, mode, args, ref_logp=ref_logp, logp=logp, roll=roll, r=r)
         flags = dict(alpha=alpha if alpha_flag is None else alpha_flag, beta_inv=b if b_flag == "b" else b_flag, mode=flag_mode)
         expected = [
             dist_sharpening_reward(

@@ -14,9 +14,15 @@ from conftest import trainer_reward
 from rewards import TaskGrader, majority_vote
 from rollout import self_certainty
 
-# Two responses of lengths 2 and 3 (zero past the end, as the rollout leaves them).
+# Two responses of lengths 2 and 3 (zero past the end, as the rollout leaves them). The rollout's own log-probs and
+# entropies are another distribution's (a top-k or temperature rollout): the rewards read the loop's logp and entropy.
 mask = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
-roll = SimpleNamespace(lengths=mask.sum(-1), certainty=torch.tensor([[2.0, 1.0, 0.0], [0.3, 0.6, 0.9]]))
+roll = SimpleNamespace(
+    lengths=mask.sum(-1),
+    certainty=torch.tensor([[2.0, 1.0, 0.0], [0.3, 0.6, 0.9]]),
+    logprobs=torch.tensor([[-0.1, -0.2, 0.0], [-0.9, -0.1, -0.2]]),
+    entropy=torch.tensor([[0.9, 0.1, 0.0], [0.4, 0.3, 0.8]]),
+)
 entropy = torch.tensor([[0.5, 0.3, 0.0], [0.2, 0.2, 0.2]])
 r = torch.tensor([1.0, 0.0])
 logp = torch.tensor([[-0.6, -0.4, 0.0], [-0.3, -0.3, -0.3]])  # log pi_theta per token: sums -1.0 and -0.9
@@ -52,6 +58,15 @@ def test_self_certainty_of_logits_by_hand():
     torch.testing.assert_close(self_certainty(z), kl + math.log(7))
 
 
+class Hashed(str):
+    """An answer with a chosen hash (equal answers hash alike): in a set, the answer of hash 0 comes before the one of
+    hash 1 whatever PYTHONHASHSEED is, so a tie broken in a set's order (max(set(group), key=group.count)) is seen
+    to go to the answer given last."""
+
+    def __hash__(self):
+        return {"7": 1, "4": 0}[str(self)]
+
+
 def test_majority_vote_by_hand():
     answers = ["3", "5", "3", None] + ["1", "2", "2", "1"] + [None] * 4 + ["7", None, None, None]
     expected = [1, 0, 1, 0] + [1, 0, 0, 1] + [0, 0, 0, 0] + [1, 0, 0, 0]  # ties: the answer given first
@@ -59,6 +74,23 @@ def test_majority_vote_by_hand():
     assert got == expected, (
         f"votes {got}, expected {expected} (groups of 4): None casts no vote and gets 0, a tie goes to the answer given "
         "first, and a group with no answers gives 0 to all"
+    )
+
+
+@pytest.mark.parametrize(
+    "group,expected",
+    [
+        (["9", "2", "9", "2"], [1, 0, 1, 0]),  # "9" is given first, "2" last and smallest
+        (["b", None, "a", "a", "b", "c"], [1, 0, 0, 0, 1, 0]),
+        ([Hashed("7"), Hashed("4"), Hashed("4"), Hashed("7")], [1, 0, 0, 1]),  # a set holds "4" first
+    ],
+)
+def test_majority_vote_ties_go_to_the_answer_given_first(group, expected):
+    got = majority_vote(group, len(group)).tolist()
+    assert got == expected, (
+        f"a tie must go to the answer given first in the group, here {group[0]!r}: got {got} for {list(map(str, group))}. "
+        "Not the smallest answer, not the last one, and not the first in a set's order (a set orders strings by their "
+        "hash, which changes from run to run: PYTHONHASHSEED): count in the group's own order (a dict or Counter keeps it)"
     )
 
 
