@@ -271,6 +271,10 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     assert torch.isfinite(sampling_logprobs(logits, top_p=0.8)).tolist() == [[True, True, False, False]]
     assert torch.isfinite(sampling_logprobs(logits, top_p=0.81)).tolist() == [[True, True, True, False]]
+    # exactly p: the tokens above already hold it, so the next one is out (float32 holds these sums exactly)
+    halves = torch.log(torch.tensor([[0.5, 0.25, 0.125, 0.125]]))
+    assert torch.isfinite(sampling_logprobs(halves, top_p=0.75)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(sampling_logprobs(halves, top_p=0.5)).tolist() == [[True, False, False, False]]
 
 
 @SAMPLERS

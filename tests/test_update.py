@@ -362,6 +362,21 @@ def test_token_weights_count_the_tokens_of_every_rank(run, aggregation):
     assert w[~roll.response_mask].abs().sum() == 0
 
 
+def test_metrics_are_means_over_every_rank(run):
+    """step_metrics divides totals over all ranks by counts over all ranks: with a stand-in for a second rank that
+    holds a batch like this one, every mean is this batch's, and the loss (a sum over ranks) doubles."""
+    roll, r, answers = sample_step(run, 0)
+    ref_logp = run.logprobs(run.ref, roll)
+    R = torch.linspace(-1, 2, len(r))
+    batch = (roll, r, R, ref_logp, roll.logprobs, roll.entropy, answers, 0.25, 1.0, 0.0)
+    one_rank = SimpleNamespace(sum=lambda x: torch.as_tensor(x))
+    two_ranks = SimpleNamespace(sum=lambda x: 2 * torch.as_tensor(x))
+    one, two = (trainer.step_metrics(d, run.args.group_size, 0.1, *batch) for d in (one_rank, two_ranks))
+    for key, value in one.items():
+        if key not in ("step_time", "tokens_per_s"):
+            assert two[key] == pytest.approx(2 * value if key == "loss" else value, rel=1e-6), (key, two[key], value)
+
+
 @pytest.mark.parametrize("sampling", [["--top-k", "5"], ["--top-p", "0.5"], ["--temperature", "0.7"]], ids=lambda x: x[0])
 def test_a_rollout_from_another_distribution_gets_a_fresh_pass(tmp_path, sampling):
     """Sampled with top-k, top-p or at another temperature, the rollout's log-probs are not pi_theta's: the loop's
