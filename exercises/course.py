@@ -57,6 +57,7 @@ EXERCISES = (
         (
             "tests/test_evaluate.py::test_pass_at_k_equals_enumeration_of_subsets",
             "tests/test_evaluate.py::test_summarize_reports_every_metric",
+            "tests/test_evaluate.py::test_summarize_votes_over_k_of_the_n_samples",
             "tests/test_evaluate.py::test_pass_at_k_curve_is_unbiased_up_to_n_256",
         ),
         45,
@@ -122,6 +123,8 @@ EXERCISES = (
 TOGETHER = {
     "tests/test_update.py::test_one_step_of_the_trainer_is_the_update_written_out": (1, 2, 3, 7),
     "tests/test_update.py::test_pi_ref_stays_frozen_and_kl_follows_the_policy": (1, 2, 7),
+    "tests/test_update.py::test_every_mode_takes_the_same_step_from_the_same_rewards": (1, 2, 7),
+    "tests/test_checkpoint.py::test_resume_restores_everything_the_next_step_reads": (1, 2, 7),
     "tests/test_update.py::test_nan_steps_are_skipped_then_stop_the_run": (2, 7),
     "tests/test_update.py::test_micro_batches_take_the_same_step_as_one_batch": (2, 7),
     "tests/test_update.py::test_gradient_checkpointing_takes_the_same_step": (2, 7),
