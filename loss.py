@@ -14,8 +14,7 @@ Per-token loss, with l_t = log pi_theta(y_t | x, y_<t):
     on-policy (the paper):    loss_t = -A * l_t                    gradient = -A * grad l_t
     clipped (PPO, reused):    loss_t = -min(rho_t * A, clip(rho_t, 1-eps, 1+eps) * A),
                               rho_t = exp(l_t - l_t_old), for a batch reused for several optimizer steps
-    k3 KL penalty (optional): + k * (exp(q_t) - q_t - 1),  q_t = log pi_ref(y_t) - l_t  (>= 0, = 0 at pi = pi_ref;
-                              k = kl_coef, --kl-coef)
+    k3 KL penalty (optional): + k * (exp(q_t) - q_t - 1),  q_t = log pi_ref(y_t) - l_t  (>= 0, = 0 at pi = pi_ref; k: kl_coef)
 
 Aggregation over the batch (`token_weights`), with L_i the length of response i and N responses:
     "token"     sum_{i,t} loss_it / sum_i L_i          (the paper, DAPO: every token counts the same)
