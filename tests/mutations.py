@@ -5,7 +5,7 @@ test fails on a check of a value (an assertion), not when one crashes, and never
 text (the test that the two trainers are one program is left out). Prints caught / planted and exits 1 if any
 mutant was missed.
 
-    python tests/mutations.py                # every mutant (about 20 minutes on 2 cores)
+    python tests/mutations.py                # every mutant (7 min on 2 cores shared with other jobs, load 4)
     python tests/mutations.py -k baseline    # those whose name contains "baseline"
     python tests/mutations.py --list         # where each one is planted, without running anything
 
