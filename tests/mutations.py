@@ -158,9 +158,9 @@ MUTANTS = [
     # trainer.py
     Mutant("pi_ref is the policy itself", "trainer.py", "__init__", "self.ref = ",
            "frozen_copy(base, torch.bfloat16 if dist.device.type == 'cuda' else None)", "base", STEP),
-    Mutant("AdamW without weight decay", "trainer.py", "optimizer", "opt = ",
+    Mutant("AdamW without weight decay", TRAINERS, "optimizer", "opt = ",
            "weight_decay=args.weight_decay", "weight_decay=0.0", STEP),
-    Mutant("warm-up from 0, not 0.1 x lr", "trainer.py", "optimizer", "return (opt,",
+    Mutant("warm-up from 0, not 0.1 x lr", TRAINERS, "optimizer", "return (opt,",
            "0.1 + 0.9 * s / warm", "s / warm", STEP),
     Mutant("kl metric reversed", "trainer.py", "step_metrics", "per_seq = ",
            "(logp - ref_logp).sum(-1)", "(ref_logp - logp).sum(-1)", STEP),
