@@ -263,8 +263,9 @@ class Run:
     def generator(self, step, stream=0):
         """A generator seeded by (seed, step, rank, stream): a resumed run draws what an uninterrupted one would
         have drawn. Stream 0 samples the responses; another stream (e.g. a random reward's) is independent of it."""
-        seed = self.args.seed * 1_000_003 + step * 1009 + self.dist.rank + stream * 2**40
-        return torch.Generator(self.dist.device).manual_seed(seed)
+        seed = self.args.seed * 1_000_003 + step * 1009 + self.dist.rank
+        # A CPU generator keeps only the low 32 bits of its seed (stream * 2^40 drew the samples' numbers again)
+        return torch.Generator(self.dist.device).manual_seed(seed + stream * 2**31)
 
     @torch.no_grad()
     def logprobs(self, model, roll, entropy=False):

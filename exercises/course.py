@@ -57,6 +57,7 @@ EXERCISES = (
         (
             "tests/test_evaluate.py::test_pass_at_k_equals_enumeration_of_subsets",
             "tests/test_evaluate.py::test_summarize_reports_every_metric",
+            "tests/test_evaluate.py::test_summarize_votes_over_k_of_the_n_samples",
             "tests/test_evaluate.py::test_pass_at_k_curve_is_unbiased_up_to_n_256",
         ),
         45,
@@ -85,6 +86,7 @@ EXERCISES = (
             "tests/test_loss.py::test_on_policy_gradient_is_minus_advantage_times_weight",
             "tests/test_loss.py::test_clipped_loss_equals_on_policy_at_ratio_one_and_clips_outside",
             "tests/test_loss.py::test_k3_kl_is_nonnegative_and_zero_at_equal_policies",
+            "tests/test_loss.py::test_k3_kl_clamps_q_so_that_a_far_off_token_stays_finite",
             "tests/test_loss.py::test_kl_penalty_enters_the_loss",
         ),
         60,
@@ -96,6 +98,7 @@ EXERCISES = (
         (
             "tests/test_self_rewards.py::test_entropy_minimisation_token_form_is_minus_the_mean_entropy",
             "tests/test_self_rewards.py::test_majority_vote_by_hand",
+            "tests/test_self_rewards.py::test_majority_vote_ties_go_to_the_answer_given_first",
             "tests/test_self_rewards.py::test_majority_vote_in_the_trainer_never_reads_the_gold",
         ),
         45,
@@ -106,6 +109,8 @@ EXERCISES = (
         (("family/power_sample.py", "acceptance"),),
         (
             "tests/test_power_sample.py::test_acceptance_ratio_by_hand",
+            "tests/test_power_sample.py::test_acceptance_is_detailed_balance",
+            "tests/test_power_sample.py::test_the_chain_reaches_the_length_of_pi_ref_to_the_alpha",
             "tests/test_power_sample.py::test_language_model_proposal_and_power_rollout",
         ),
         60,
@@ -118,6 +123,8 @@ EXERCISES = (
 TOGETHER = {
     "tests/test_update.py::test_one_step_of_the_trainer_is_the_update_written_out": (1, 2, 3, 7),
     "tests/test_update.py::test_pi_ref_stays_frozen_and_kl_follows_the_policy": (1, 2, 7),
+    "tests/test_update.py::test_every_mode_takes_the_same_step_from_the_same_rewards": (1, 2, 7),
+    "tests/test_checkpoint.py::test_resume_restores_everything_the_next_step_reads": (1, 2, 7),
     "tests/test_update.py::test_nan_steps_are_skipped_then_stop_the_run": (2, 7),
     "tests/test_update.py::test_micro_batches_take_the_same_step_as_one_batch": (2, 7),
     "tests/test_update.py::test_gradient_checkpointing_takes_the_same_step": (2, 7),

@@ -22,7 +22,10 @@ from course import EXERCISES  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "instructor-key.md"  # the expected answers and the rubric: the instructor's, never in the student copy
-SKIP = {".git", "runs", "__pycache__", ".pytest_cache", ".ruff_cache", KEY}  # history, results, caches, the key
+SKIP = {".git", "runs", "__pycache__", ".pytest_cache", ".ruff_cache"}  # history, results, caches: anywhere
+# and these, for the instructor only: the key, the instructors' notes, the CI script, and the mutation tool (its
+# mutants quote the lines the students write)
+INSTRUCTORS = {f"exercises/{KEY}", "exercises/README.md", ".ci", "tests/mutations.py"}
 
 
 def blank(source, function, message):
@@ -42,12 +45,24 @@ def blank(source, function, message):
 
 
 def make_handout(out, numbers=None):
-    """Copy the repo to `out` (which must not exist) and blank the chosen exercises' functions there."""
+    """Copy the repo to `out` (which must not exist, nor lie inside the repo) and blank the chosen exercises'
+    functions there."""
     if os.path.exists(out):
         raise SystemExit(f"error: {out} exists: choose a new folder (nothing was written)")
-    shutil.copytree(ROOT, out, ignore=lambda folder, names: [n for n in names if n in SKIP or n.startswith(".venv")])
+    if os.path.commonpath([os.path.realpath(out), os.path.realpath(ROOT)]) == os.path.realpath(ROOT):
+        raise SystemExit(
+            f"error: {out} is inside the repo, which the copy would copy into itself: choose a folder outside {ROOT} (nothing was written)"
+        )
+    shutil.copytree(ROOT, out, ignore=left_out)
     set_blanks(out, numbers or [e.number for e in EXERCISES])
     return out
+
+
+def left_out(folder, names):
+    """What shutil.copytree leaves out of the student copy in `folder`: SKIP, virtualenvs, INSTRUCTORS."""
+    here = os.path.relpath(folder, ROOT)
+    inside = [os.path.normpath(os.path.join(here, name)) for name in names]
+    return [n for n, path in zip(names, inside) if n in SKIP or n.startswith(".venv") or path in INSTRUCTORS]
 
 
 def set_blanks(out, numbers):

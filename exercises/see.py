@@ -136,28 +136,38 @@ def see_8():
 
 
 def see_9():
+    from collections import Counter
+
     import theory as T
     from family import theory_family as F
     from family.power_sample import power_sample
 
-    ref, alpha, chains = T.reference(), 4.0, 4000
-    print(f"E[len] on theory.py's language (at most {T.L} tokens), alpha = {alpha}, {chains} samples each")
-    print(f"exact under pi_ref        {expected_length(ref, 1.0):.3f}")
-    print(f"exact under pi_ref^alpha  {expected_length(ref, alpha):.3f}")
-    for name, steps, correction in (
-        ("q = temperature 1/alpha", 0, True),
-        ("MCMC toward pi_ref^alpha", 16, True),
-        ("MCMC, no length term", 16, False),
-    ):
-        g = torch.Generator().manual_seed(0)
-        _, lengths, _, _, _ = power_sample(
-            F.table_extender(ref, alpha, g), chains, alpha, T.L, T.L, steps, g, length_correction=correction
-        )
-        print(f"sampled: {name:26s} {lengths.float().mean():.3f}")
+    ref, chains = T.reference(), 4000
+    print(f"theory.py's language (at most {T.L} tokens): E[len] of {chains} samples, and their total variation from")
+    print(f"pi_ref^alpha (over every response). E[len] under pi_ref: {power_moments(ref, 1.0)[1]:.3f}")
+    # the TV of 4000 exact draws from pi_ref^alpha (family/theory_family.exact_sample_tv): no sampler does better
+    for alpha, floor in ((2.0, 0.017), (4.0, 0.002)):
+        log_z, length = power_moments(ref, alpha)
+        print(f"\nalpha = {alpha:g}: exact E[len] under pi_ref^alpha {length:.3f}; {chains} exact draws are TV {floor} off")
+        for name, steps, correction in (
+            ("q = temperature 1/alpha", 0, True),
+            ("MCMC toward pi_ref^alpha", 16, True),
+            ("MCMC, no length term", 16, False),
+        ):
+            g = torch.Generator().manual_seed(0)
+            tokens, lengths, _, _, _ = power_sample(
+                F.table_extender(ref, alpha, g), chains, alpha, T.L, T.L, steps, g, length_correction=correction
+            )
+            inside = torch.arange(T.L) < lengths[:, None]
+            target = (alpha * T.token_logp(ref, tokens, inside).sum(-1) - log_z).exp()  # pi_ref^alpha(y) of each sample
+            seen = Counter(tuple(t[:n].tolist()) for t, n in zip(tokens, lengths))
+            p = {tuple(t[:n].tolist()): q.item() for t, n, q in zip(tokens, lengths, target)}
+            tv = 0.5 * (sum(abs(k / chains - p[y]) for y, k in seen.items()) + 1 - sum(p.values()))  # unseen: all of theirs
+            print(f"sampled: {name:26s} E[len] {lengths.float().mean():.3f}   TV {tv:.3f}")
 
 
-def expected_length(ref, alpha):
-    """E[len] under pi_ref^alpha / Z, summed over the prefix tree from its leaves up (no list of responses)."""
+def power_moments(ref, alpha):
+    """log Z and E[len] under pi_ref^alpha / Z, summed over the prefix tree from its leaves up (no list of responses)."""
     import theory as T
 
     logp, depth = ref.log_softmax(-1), T.prefix_depths()
@@ -173,7 +183,7 @@ def expected_length(ref, alpha):
                 c = T.child(prefix, token)
                 Z[prefix] += weights[token] * Z[c]
                 S[prefix] += weights[token] * (Z[c] + S[c])
-    return (S[0] / Z[0]).item()
+    return Z[0].log().item(), (S[0] / Z[0]).item()
 
 
 SEE = {1: see_1, 2: see_2, 3: see_3, 4: see_4, 5: see_5, 7: see_7, 8: see_8, 9: see_9}

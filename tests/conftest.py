@@ -53,13 +53,14 @@ def toy_path():
 
 
 def trainer_reward(script, mode, args=None, **inputs):
-    """R from the trainer's own reward lines (the loop's statements from the reward's inputs, ref_sum and
-    norm_ref, to its `if args.mode == ...` chain), on the given tensors (ref_logp and logp per token, roll, r, ...)."""
+    """R from the trainer's own lines, from the reward's inputs (ref_sum and norm_ref) up to the advantages (the
+    `if args.mode == ...` chain and any statement after it), on the given tensors (ref_logp and logp per token, roll,
+    r, ...)."""
     import rewards
 
     options = dict(mode=mode, alpha=1.0, b=1.0, normalization="sum", length_power=0.5) | (args or {})
     scope = dict(args=SimpleNamespace(**options), torch=torch, rewards=rewards, **inputs)
-    exec(loop_lines(script, "ref_sum, logp_pi =", "if args.mode =="), scope)
+    exec(loop_lines(script, "ref_sum, logp_pi =", "A = group_advantages", last_included=False), scope)
     return scope["R"]
 
 
@@ -67,39 +68,66 @@ def _statements(script):
     return ast.parse(open(os.path.join(ROOT, script)).read()).body
 
 
-def loop_lines(script, first, last):
+def _find(script, sources, start):
+    """The index of the one statement whose source starts with `start`; a clear failure when there is none or several."""
+    found = [k for k, s in enumerate(sources) if s.startswith(start)]
+    if len(found) != 1:
+        raise AssertionError(
+            f"{script}: {len(found)} statements start with {start!r}, not one: the script changed, update the test"
+        )
+    return found[0]
+
+
+def loop_lines(script, first, last, last_included=True):
     """A trainer's own statements, compiled from its RL loop: from the one whose source starts with `first` to the
-    one that starts with `last`, both included. Tests run these, not a copy."""
+    one that starts with `last` (included, or not with last_included=False). Tests run these, not a copy."""
     body = next(node for node in _statements(script) if isinstance(node, ast.For)).body
     sources = [ast.unparse(node) for node in body]
-    i = next(k for k, s in enumerate(sources) if s.startswith(first))
-    j = next(k for k, s in enumerate(sources) if s.startswith(last))
-    return compile(ast.Module(body=body[i : j + 1], type_ignores=[]), script, "exec")
+    i, j = _find(script, sources, first), _find(script, sources, last) + last_included
+    return compile(ast.Module(body=body[i:j], type_ignores=[]), script, "exec")
+
+
+# The one setup statement the cutters leave out: the step-0 evaluation of the base model (slow; a test takes its
+# own steps). Any other statement is run, or, where it cannot be, named in a failure: nothing is dropped silently.
+STEP_ZERO = "if run.start_step == 0:\n    run.log(0, run.evaluate(0))"
+
+
+def _setup(script):
+    """The script's statements before its RL loop, without STEP_ZERO (which must be there: else the script changed)."""
+    statements = _statements(script)
+    loop = next(k for k, node in enumerate(statements) if isinstance(node, ast.For))
+    setup = [node for node in statements[:loop] if ast.unparse(node) != STEP_ZERO]
+    if len(setup) != loop - 1:
+        raise AssertionError(f"{script}: no statement `{STEP_ZERO}` before the loop: update conftest.STEP_ZERO")
+    return setup
 
 
 def trainer_setup(script, *argv):
-    """A trainer's own setup lines on the command line `argv`: its imports, its options, trainer.Run and the names
-    its loop reads (args, policy, ref, opt, sched, G, clip_eps); the step-0 evaluation is left out. Returns them."""
-    statements = _statements(script)
-    loop = next(k for k, node in enumerate(statements) if isinstance(node, ast.For))
-    body = [node for node in statements[:loop] if not isinstance(node, ast.If)]
+    """A trainer's own setup lines on the command line `argv`: every statement before its loop (imports, options,
+    trainer.Run and the names the loop reads: args, policy, ref, opt, sched, G, clip_eps) but the step-0
+    evaluation. Returns the names they set."""
     scope = {"__doc__": script}
     saved, sys.argv = sys.argv, [script, *argv]
     try:
-        exec(compile(ast.Module(body=body, type_ignores=[]), script, "exec"), scope)
+        exec(compile(ast.Module(body=_setup(script), type_ignores=[]), script, "exec"), scope)
     finally:
         sys.argv = saved
     return scope
 
 
 def trainer_scope(script, run):
-    """The same names around a trainer.Run that a test built itself: the script's imports, and its assignments
-    between `run = trainer.Run(...)` and the loop."""
-    statements = _statements(script)
-    at = next(k for k, node in enumerate(statements) if ast.unparse(node).startswith("run = trainer.Run("))
-    loop = next(k for k, node in enumerate(statements) if isinstance(node, ast.For))
+    """The same names around a trainer.Run that a test built itself: the script's imports, and its statements between
+    `run = trainer.Run(...)` and the loop (but the step-0 evaluation), which must be assignments: any other statement
+    there (a call, a branch) fails here by name, for the test to say whether it runs on a Run built elsewhere."""
+    statements = _setup(script)
+    at = _find(script, [ast.unparse(node) for node in statements], "run = trainer.Run(")
     body = [node for node in statements if isinstance(node, (ast.Import, ast.ImportFrom))]
-    body += [node for node in statements[at + 1 : loop] if isinstance(node, ast.Assign)]
+    for node in statements[at + 1 :]:
+        if not isinstance(node, ast.Assign):
+            raise AssertionError(
+                f"{script}:{node.lineno}: `{ast.unparse(node)}` is not an assignment: say in conftest.trainer_scope what to do with it"
+            )
+        body.append(node)
     scope = {"run": run}
     exec(compile(ast.Module(body=body, type_ignores=[]), script, "exec"), scope)
     return scope

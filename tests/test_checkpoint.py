@@ -4,6 +4,7 @@ and what is broken (cut short, truncated, missing) is skipped or stops the run w
 never half-loaded.
 """
 
+import copy
 import errno
 import json
 import os
@@ -19,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from conftest import ROOT, tiny_qwen, trainer_setup
+from conftest import ROOT, run_loop, tiny_qwen, trainer_setup
 from plumbing import checkpoint
 
 
@@ -57,8 +58,9 @@ def fake_step(run_dir, step, complete=True, tmp=False):
     return path
 
 
-def test_saved_checkpoint_loads_with_from_pretrained_and_restores_the_trainer(tmp_path, tiny, tokenizer):
-    """Weights come back bit-exact through from_pretrained; optimizer, scheduler and step through trainer.pt."""
+def test_saved_checkpoint_loads_with_from_pretrained_and_holds_the_trainer_state(tmp_path, tiny, tokenizer):
+    """Weights come back bit-exact through from_pretrained; optimizer, scheduler and step through trainer.pt (what
+    Run.restore does with them: test_resume_restores_everything_the_next_step_reads)."""
     state = trainer_state(tiny)
     path = checkpoint.save(str(tmp_path), 7, tiny, tokenizer, state)
     assert path == os.path.join(str(tmp_path), "step_000007")
@@ -69,8 +71,11 @@ def test_saved_checkpoint_loads_with_from_pretrained_and_restores_the_trainer(tm
     assert AutoTokenizer.from_pretrained(path).encode("3+5:") == tokenizer.encode("3+5:")
     back = checkpoint.load_trainer_state(path)
     assert back["step"] == 7 and back["config"] == state["config"] and back["scheduler"] == state["scheduler"]
-    for k, s in state["optimizer"]["state"].items():
-        assert torch.equal(back["optimizer"]["state"][k]["exp_avg_sq"], s["exp_avg_sq"])
+    moments = state["optimizer"]["state"]
+    assert len(moments) == len(list(tiny.parameters())) and set(back["optimizer"]["state"]) == set(moments)
+    for k, s in moments.items():
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(back["optimizer"]["state"][k][key], s[key]), (k, key)
     assert back["optimizer"]["param_groups"] == state["optimizer"]["param_groups"]
 
 
@@ -309,3 +314,68 @@ def test_a_damaged_tokenizer_or_config_is_one_line(tmp_path, damaged):
     with pytest.raises(SystemExit, match=re.escape(f"error: could not load tokenizer {str(tmp_path / 'm')!r}")) as err:
         load_tokenizer(str(tmp_path / "m"))
     assert "\n" not in str(err.value)
+
+
+# -----------------------------------------------------------------------------
+# --resume, in process: a run stopped after its checkpoint continues as if it had never stopped
+
+RESUMABLE = [
+    *("--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "12", "--eval-problems", "4"),
+    *("--steps", "3", "--save-every", "2", "--eval-every", "100"),
+]
+
+
+def state_of(run):
+    """What the next step of a run depends on: weights, AdamW's moments and step counts, the schedule, every random
+    stream (python, numpy, torch's global one, and the seeded streams of the next step) and the next prompts."""
+    draws = [torch.rand(4, generator=run.generator(2, stream)).tolist() for stream in (0, 1)]
+    return dict(
+        params={n: p.detach().clone() for n, p in run.policy.named_parameters()},
+        optimizer=copy.deepcopy(run.opt.state_dict()),
+        scheduler=run.sched.state_dict(),
+        lr=run.sched.get_last_lr(),
+        rng=checkpoint.rng_state(),
+        streams=draws,
+        prompts=run.prompts(2),
+    )
+
+
+def test_resume_restores_everything_the_next_step_reads(tmp_path, keep_signals):
+    """Two steps, a checkpoint, the process gone; `--resume` builds a Run equal to the uninterrupted one after its
+    two steps (weights, exp_avg, exp_avg_sq and step of every parameter, the schedule, every random stream), and its
+    third step logs the same row and leaves the same weights."""
+    straight = trainer_setup("train_task.py", *RESUMABLE, "--out", str(tmp_path / "straight"))
+    for step in range(2):
+        draws()  # what a model with dropout would draw from the global streams: their state is not the seed's
+        run_loop("train_task.py", straight, step=step)
+    want = state_of(straight["run"])
+    stopped = trainer_setup("train_task.py", *RESUMABLE, "--out", str(tmp_path / "stopped"))
+    for step in range(2):
+        draws()
+        run_loop("train_task.py", stopped, step=step)
+    stopped["run"].folder._lock.close()  # the process is gone: its lock with it
+    resumed = trainer_setup("train_task.py", "--resume", "--out", str(tmp_path / "stopped"))
+    assert resumed["run"].start_step == 2
+    got = state_of(resumed["run"])
+
+    for name, p in want["params"].items():
+        assert torch.equal(got["params"][name], p), f"weights: {name}"
+    moments = want["optimizer"]["state"]
+    assert moments and set(got["optimizer"]["state"]) == set(moments)
+    for k, state in moments.items():
+        assert state["step"] == 2 and state["exp_avg_sq"].abs().max() > 0  # two real steps: nothing is compared empty
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(got["optimizer"]["state"][k][key], state[key]), f"AdamW's {key} of parameter {k}"
+    assert got["optimizer"]["param_groups"] == want["optimizer"]["param_groups"]
+    assert got["scheduler"] == want["scheduler"] and got["lr"] == want["lr"] and want["scheduler"]["last_epoch"] == 2
+    assert got["rng"]["python"] == want["rng"]["python"]
+    assert all(np.array_equal(a, b) for a, b in zip(got["rng"]["numpy"], want["rng"]["numpy"]))
+    assert torch.equal(got["rng"]["torch"], want["rng"]["torch"])
+    assert got["streams"] == want["streams"] and got["prompts"] == want["prompts"]
+
+    rows = [run_loop("train_task.py", setup, step=2)["metrics"] for setup in (straight, resumed)]
+    timing = ("step_time", "tokens_per_s")
+    assert {k: v for k, v in rows[1].items() if k not in timing} == {k: v for k, v in rows[0].items() if k not in timing}
+    assert "eval_accuracy" in rows[0]  # the last step evaluates: its own stream too
+    for (name, p), q in zip(straight["run"].policy.named_parameters(), resumed["run"].policy.parameters()):
+        assert torch.equal(p, q), f"weights after the third step: {name}"

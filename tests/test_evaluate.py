@@ -149,7 +149,23 @@ def test_summarize_reports_every_metric():
     assert out["no_answer"] == pytest.approx(1 / 8)
     assert out["entropy"] == pytest.approx((0.25 + 0.2) / 2) and out["tokens_per_answer"] == pytest.approx((28 + 100) / 2 / 4)
     assert out["pass@1_by_level"] == {"1": 0.5, "2": 0.0}
-    assert set(out) >= {"maj@1", "maj@2", "maj@4", "truncated"}
+    assert out["truncated"] == pytest.approx((1 / 4 + 0) / 2)
+    for k in (1, 2, 4):  # problem 1: "4" and "5" twice each, a tie at every k: 1/2; problem 2: never right
+        assert out[f"maj@{k}"] == pytest.approx(0.25, abs=0.03), k
+
+
+def test_summarize_votes_over_k_of_the_n_samples():
+    """maj@k of summarize is the vote of k samples (of n = 8), each k its own: against enumeration of the k-subsets."""
+    problems = [["1", "2", "2", None, "1", "3", "2", "1"], ["5", "9", "9", "5", "5", "7", "9", "9"]]
+    records = []
+    for answers, right in zip(problems, ("1", "5")):
+        scores = [int(a == right) for a in answers]
+        records.append(dict(scores=scores, answers=answers, lengths=[3] * 8, truncated=[0] * 8, entropy=[0.1] * 8, sampled=24))
+    out = summarize(records, trials=20_000)
+    exact = {k: sum(exact_maj(rec["answers"], rec["scores"], k) for rec in records) / 2 for k in (1, 2, 4, 8)}
+    assert len({round(v, 2) for v in exact.values()}) == 4  # every k gives another number: a vote over n would show
+    for k, value in exact.items():
+        assert out[f"maj@{k}"] == pytest.approx(value, abs=0.01), (k, out[f"maj@{k}"], value)
 
 
 @pytest.mark.parametrize(

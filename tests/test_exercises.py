@@ -31,6 +31,19 @@ def test_blank_keeps_the_signature_and_docstring_and_nothing_else():
         make_handout.blank(source, "h", "x")
 
 
+@pytest.mark.parametrize("inside", ["exercises/course", ".", "tests/../course"])
+def test_a_handout_inside_the_repo_is_refused_before_anything_is_written(monkeypatch, inside):
+    """A copy inside the repo would copy itself, again and again (until the path is too long): one line, no tree."""
+    monkeypatch.setattr(make_handout.shutil, "copytree", lambda *args, **kwargs: pytest.fail("the copy started"))
+    out = os.path.join(ROOT, inside)
+    with pytest.raises(SystemExit) as err:
+        make_handout.make_handout(out)
+    message = str(err.value)
+    assert message.startswith("error: ") and "\n" not in message and "nothing was written" in message
+    assert "inside the repo" in message or "exists" in message
+    assert not os.path.exists(os.path.join(ROOT, "exercises", "course")) and not os.path.exists(os.path.join(ROOT, "course"))
+
+
 def test_every_listed_function_test_and_demo_exists():
     import see
 
@@ -45,39 +58,86 @@ def test_every_listed_function_test_and_demo_exists():
     assert all(set(needs) <= {e.number for e in WITH_CODE} and len(needs) > 1 for needs in TOGETHER.values())
 
 
-def body_lines(file, function):
-    """The code lines of a function's body in the repo (docstring and comments left out)."""
+def solution_text(file, function):
+    """What gives away a function's solution, whitespace and quotes ignored (`squeezed`): each line of its body
+    (comments and lines shorter than 12 characters, too common to say anything, left out), each of its
+    statements as ast writes it (compound ones by their first line), and each expression of 30 characters or more
+    but a call whose arguments are plain names (its signature, which the handout gives)."""
     source = open(os.path.join(ROOT, file)).read()
     node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == function)
     body = node.body[1:] if ast.get_docstring(node) is not None else node.body
     lines = source.splitlines()[body[0].lineno - 1 : node.end_lineno]
-    return {code(line) for line in lines if not code(line).startswith("raise NotImplementedError(")} - {"", "else:"}
+    found = {squeezed(line.split("#")[0]) for line in lines}
+    for statement in body:
+        if isinstance(statement, ast.Raise) and "NotImplementedError" in ast.unparse(statement):
+            continue  # a blank (in a student copy)
+        for sub in ast.walk(statement):
+            if isinstance(sub, ast.stmt):
+                found.add(squeezed(ast.unparse(sub).split("\n")[0]))
+            elif isinstance(sub, ast.expr) and not (
+                isinstance(sub, ast.Call) and all(isinstance(a, ast.Name) for a in [*sub.args, *[k.value for k in sub.keywords]])
+            ):
+                found |= {text for text in [squeezed(ast.unparse(sub))] if len(text) >= 30}
+    return {text for text in found if len(text) >= 12 and not text.startswith("raiseNotImplementedError(")}
 
 
-def code(line):
-    return line.split("#")[0].strip()
+def squeezed(text):
+    return "".join(text.split()).replace('"', "'")
 
 
-# Lines that may match a solution: the authors' own formula, written out as the reference a test grades against
-# (it is the handout's formula itself, not a hint next to a blank).
-SPEC = {("tests/test_rewards.py", "return (alpha - 1) * norm_ref + (ref_sum - policy_sum)")}
+# Where solution text may stand in the copy, and why (file, the function whose source is not searched)
+ALLOWED = {
+    ("tests/test_rewards.py", "dist_sharpening_reward"): "the authors' transform written out, the reference the grade "
+    "compares with: the handout's formula itself, not a hint next to a blank",
+    ("theory.py", "score_table"): "lists every token string as exercise 5's first line does: the exercise is the rest "
+    "(where each response ends, one spelling per response)",
+}
+
+
+def searched_text(path, relative):
+    """A file's text as the leak check reads it: squeezed, and without the source of the ALLOWED functions."""
+    with open(path, errors="ignore") as f:
+        text = f.read()
+    for file, function in ALLOWED:
+        if file == relative:
+            node = next(n for n in ast.parse(text).body if isinstance(n, ast.FunctionDef) and n.name == function)
+            lines = text.splitlines(keepends=True)
+            text = "".join(lines[: node.lineno - 1] + lines[node.end_lineno :])
+    return squeezed(text)
+
+
+def leaks_in(folder):
+    """(file, the function it gives away, the text) for every solution text anywhere in the files under `folder`,
+    code or string, comment or prose."""
+    solutions = {text: function for e in WITH_CODE for file, function in e.functions for text in solution_text(file, function)}
+    found = []
+    for here, folders, names in os.walk(folder):
+        folders[:] = [f for f in folders if f not in make_handout.SKIP]  # .git: history, caches
+        for name in names:
+            relative = os.path.relpath(os.path.join(here, name), folder)
+            text = searched_text(os.path.join(here, name), relative)
+            found += [(relative, function, solution) for solution, function in solutions.items() if solution in text]
+    return found
 
 
 def test_the_student_copy_holds_no_solution(tmp_path):
     copy = make_handout.make_handout(str(tmp_path / "course"))
-    assert not os.path.exists(os.path.join(copy, "exercises", make_handout.KEY)), "the instructor's key was copied"
     assert not os.path.exists(os.path.join(copy, ".git")), "the history (with every solution) was copied"
-    solutions = {
-        line: (file, function) for e in WITH_CODE for file, function in e.functions for line in body_lines(file, function)
-    }
-    leaks = []
-    for folder, _, names in os.walk(copy):
-        for name in names:
-            path = os.path.relpath(os.path.join(folder, name), copy)
-            with open(os.path.join(copy, path), errors="ignore") as f:
-                lines = [(i, code(line)) for i, line in enumerate(f, 1)]
-            leaks += [(path, i, solutions[line]) for i, line in lines if line in solutions and (path, line) not in SPEC]
-    assert not leaks, f"solution lines left in the student copy (file, line number, the function they solve): {leaks}"
+    for path in make_handout.INSTRUCTORS:  # the key, the instructors' notes, CI, the mutation tool (which quotes solutions)
+        assert not os.path.exists(os.path.join(copy, path)), f"{path} was copied"
+    leaks = leaks_in(copy)
+    assert not leaks, f"solution text in the student copy (file, the function it solves, the text): {leaks}"
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "exercises", make_handout.KEY)), reason="a student copy: no solution")
+def test_the_leak_check_finds_the_solutions_where_they_are():
+    """The check above can fail: in the repo it finds every exercise's solution, and the lines the mutation tool
+    quotes in its strings; and the instructor's files it leaves out of the copy are there to leave out."""
+    assert all(os.path.exists(os.path.join(ROOT, path)) for path in make_handout.INSTRUCTORS)
+    repo_leaks = {(file, function) for file, function, _ in leaks_in(ROOT)}
+    assert {(file, function) for e in WITH_CODE for file, function in e.functions} <= repo_leaks
+    quoted = {function for file, function in repo_leaks if file == "tests/mutations.py"}
+    assert {"policy_loss", "token_weights", "tempered_reward", "pass_at_k"} <= quoted, quoted
 
 
 def run_graded(copy, exercise, *options):

@@ -1,5 +1,7 @@
 """The shared policy-gradient loss, checked on batches small enough to compute by hand."""
 
+import math
+
 import pytest
 import torch
 
@@ -108,6 +110,25 @@ def test_on_policy_gradient_is_minus_advantage_times_weight():
     assert loss.item() == pytest.approx(-(2 * (-3.0) + (-1) * (-2.0)) / 6), (
         f"the loss is the scalar sum_t w_t * (-A log pi_t); got {loss.item():.4f}, expected {4 / 6:.4f}"
     )
+    # as the trainers call it: old_logp always passed (the log-probs the batch was sampled with), clip_eps None
+    old = logp.detach() - 0.3  # a batch sampled by a slightly different policy: any ratio would show
+    try:
+        as_trainers = policy_loss(logp, A, w, old, None, torch.zeros_like(logp), 0.0)
+    except TypeError as err:
+        pytest.fail(
+            f"policy_loss(logp, A, w, old_logp, clip_eps=None, ref_logp, 0.0), as the trainers call it on-policy, raised "
+            f"TypeError ({err}): with clip_eps None there is no clip, even when old_logp is given"
+        )
+    (grad,) = torch.autograd.grad(as_trainers, logp)
+    torch.testing.assert_close(
+        grad,
+        -A[:, None] * w,
+        msg=lambda m: (
+            "called as the trainers call it on-policy, policy_loss(logp, A, w, old_logp, clip_eps=None, ref_logp, 0.0), "
+            "the loss must still be -A log pi: clip_eps=None turns the ratio and the clip off, whatever old_logp is\n" + m
+        ),
+    )
+    assert as_trainers.item() == pytest.approx(loss.item()), "clip_eps=None: the on-policy loss, old_logp unused"
 
 
 def test_clipped_loss_equals_on_policy_at_ratio_one_and_clips_outside():
@@ -152,6 +173,16 @@ def test_k3_kl_is_nonnegative_and_zero_at_equal_policies():
         (pi * k3_kl(pi.log(), q.log())).sum(),
         exact,
         msg=lambda m: f"E_pi[k3] must be KL(pi || pi_ref): is q = log pi_ref - log pi (not the reverse)?\n{m}",
+    )
+
+
+def test_k3_kl_clamps_q_so_that_a_far_off_token_stays_finite():
+    # q = log pi_ref - log pi = +200 and -200: clamped to [-20, 20], exp(20) - 20 - 1 and exp(-20) + 20 - 1
+    got = k3_kl(torch.tensor([-200.0, 0.0]), torch.tensor([0.0, -200.0]))
+    expected = [math.exp(20) - 21, math.exp(-20) + 19]
+    assert torch.isfinite(got).all() and got.tolist() == pytest.approx(expected, rel=1e-6), (
+        f"k3 of q = +200 and -200 is {got.tolist()}, expected {expected}: clamp q to [-20, 20] before exp (one far-off "
+        "token must not overflow to inf, nor weigh 200 in the penalty)"
     )
 
 

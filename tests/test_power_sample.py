@@ -11,7 +11,7 @@ import rollout as plain_rollout
 import theory as T
 from conftest import tiny_qwen
 from family import theory_family as F
-from family.power_sample import acceptance, jackknife, power_rollout, scalable_rollout, smc_rollout, splice
+from family.power_sample import acceptance, jackknife, power_rollout, power_sample, scalable_rollout, smc_rollout, splice
 from plumbing import fast_rollout
 from rollout import left_pad
 
@@ -31,6 +31,45 @@ def test_acceptance_ratio_by_hand():
         1.0, torch.tensor(-4.0), torch.tensor(-2.0), torch.tensor(-4.0), torch.tensor(-2.0), torch.tensor(3), torch.tensor(3)
     )
     assert same.item() == 0.0, f"alpha = 1, q = p and equal lengths must accept always (log A = 0), got {same.item()}"
+
+
+def test_acceptance_is_detailed_balance():
+    # Going back from y' to y is accepted with the inverse ratio: log A(y -> y') = -log A(y' -> y), for every alpha,
+    # suffix and length (only then is p^alpha stationary); and with alpha = 1 and q = p only the lengths are left.
+    g = torch.Generator().manual_seed(0)
+    logp, logq = -5 * torch.rand(2, 50, generator=g), -5 * torch.rand(2, 50, generator=g)
+    lengths = torch.randint(1, 30, (2, 50), generator=g)
+    for alpha in (0.5, 2.0, 4.0):
+        forward = acceptance(alpha, logp[0], logp[1], logq[0], logq[1], lengths[1], lengths[0])
+        back = acceptance(alpha, logp[1], logp[0], logq[1], logq[0], lengths[0], lengths[1])
+        torch.testing.assert_close(
+            forward + back,
+            torch.zeros(50),
+            msg=lambda m: (
+                f"alpha {alpha}: log A(y -> y') + log A(y' -> y) must be 0 (detailed balance): each term "
+                f"of log A is a (new - old) or (old - new) difference, none may be missing or doubled\n{m}"
+            ),
+        )
+    only_lengths = acceptance(1.0, logp[0], logp[1], logp[0], logp[1], lengths[1], lengths[0])
+    torch.testing.assert_close(
+        only_lengths,
+        lengths[1].float().log() - lengths[0].float().log(),
+        msg=lambda m: f"alpha = 1 and q = p: log A must be log|y| - log|y'| (the position's Hastings term)\n{m}",
+    )
+
+
+def test_the_chain_reaches_the_length_of_pi_ref_to_the_alpha():
+    """The MH chain on theory.py's language (alpha = 2, 16 steps): its mean length is that of pi_ref^alpha, summed
+    exactly over the prefix tree (see.py's power_moments), 2.33; the chain without the length term settles near 2.56."""
+    from see import power_moments
+
+    ref, alpha, g = T.reference(), 2.0, torch.Generator().manual_seed(0)
+    _, lengths, _, _, _ = power_sample(F.table_extender(ref, alpha, g), 4000, alpha, T.L, T.L, 16, g)
+    exact = power_moments(ref, alpha)[1]
+    assert abs(lengths.float().mean().item() - exact) < 0.08, (
+        f"the chain's mean length is {lengths.float().mean().item():.3f}, pi_ref^{alpha:g}'s is {exact:.3f}: the chain "
+        "does not target pi_ref^alpha (is every term of log A there, with its sign?)"
+    )
 
 
 def test_splice_keeps_the_prefix_and_writes_the_new_suffix():

@@ -63,7 +63,9 @@ def test_the_trainers_reward_lines_equal_the_authors_transform(script, mode, alp
     for seed, (alpha, b) in enumerate([(4.0, 100.0), (0.5, 1e4), (1.25, 2.0), (2.0, 1.0)]):
         ref_logp, logp, lengths, r = random_rollout(seed)
         args = dict(alpha=alpha, b=b, normalization=normalization, length_power=w)
-        R = trainer_reward(script, mode, args, ref_logp=ref_logp, logp=logp, roll=SimpleNamespace(lengths=lengths), r=r)
+        # the rollout's own log-probs are another distribution's (a top-k or temperature rollout): the reward reads logp
+        roll = SimpleNamespace(lengths=lengths, logprobs=logp - 0.5 * (logp != 0), entropy=None, certainty=None)
+        R = trainer_reward(script, mode, args, ref_logp=ref_logp, logp=logp, roll=roll, r=r)
         flags = dict(alpha=alpha if alpha_flag is None else alpha_flag, beta_inv=b if b_flag == "b" else b_flag, mode=flag_mode)
         expected = [
             dist_sharpening_reward(
@@ -160,3 +162,36 @@ def test_toy_task_structure():
     assert len(test) == toytask.NUM_TEST and not test & train
     with pytest.raises(ValueError, match="expected one of"):
         toytask.load_problems("toy-hard")
+
+
+# -----------------------------------------------------------------------------
+# the math task's grader: a near number is not the gold (the grader's own cases: tests/test_grader.py)
+
+NEAR_MISSES = [  # (the boxed answer, the gold): close, but never equal
+    ("1000001", "1000000"),
+    ("1000000", "1000001"),
+    ("100000000000000000001", "100000000000000000000"),
+    ("1.0000001", "1"),
+    ("0.3333333333", "\\frac{1}{3}"),
+    ("10^{-7}", "0"),
+    ("3.14159265358979", "\\pi"),
+    ("1.4142135623730951", "\\sqrt{2}"),
+    ("2^{100}+1", "2^{100}"),
+    ("e^{10}+10^{-20}", "e^{10}"),
+]
+EQUAL = [
+    ("\\frac{2}{4}", "0.5"),
+    ("\\sqrt{8}", "2\\sqrt{2}"),
+    ("1000000", "10^6"),
+    ("2^{100}", "1267650600228229401496703205376"),
+]
+
+
+def test_the_task_reward_tells_near_numbers_apart():
+    """r = 1 for an answer equal to the gold in another spelling, 0 for one that is only close: numbers are equal
+    exactly, or to 60 significant digits, never within a relative tolerance."""
+    g = TaskGrader("math500")
+    pairs = NEAR_MISSES + EQUAL
+    r, _ = g.grade([f"so \\boxed{{{answer}}}" for answer, _ in pairs], [gold for _, gold in pairs])
+    got = dict(zip(pairs, r.tolist()))
+    assert got == {pair: float(pair in EQUAL) for pair in pairs}, {pair: v for pair, v in got.items() if v != (pair in EQUAL)}

@@ -211,7 +211,10 @@ def test_eos_is_inside_the_response_mask(rollout, model):
     assert stopped.any()
     last = roll.lengths[stopped] - 1
     assert (roll.responses[stopped, last] == 1).all()  # the last masked token is EOS
-    assert roll.response_mask[stopped].sum() == roll.lengths[stopped].sum()
+    first_eos = (roll.responses[stopped] == 1).int().argmax(-1)
+    assert torch.equal(first_eos, last)  # ...and the first one: the response ends at its first EOS
+    assert not (roll.responses[roll.truncated] == 1).logical_and(roll.response_mask[roll.truncated]).any()
+    assert (roll.lengths[roll.truncated] == 30).all()  # a row that never sampled EOS ran to the budget
     # Nothing after EOS is in the mask, and the mask is a prefix.
     assert torch.equal(roll.response_mask.long().cummin(-1).values, roll.response_mask.long())
 
@@ -244,15 +247,34 @@ def test_top_k_top_p_only_draw_allowed_tokens(rollout, model, top_k, top_p):
         assert (allowed.sum(-1) <= top_k).all()
     # every allowed token ranks at least as high as every banned one
     assert (probs.masked_fill(~allowed, 2).min(-1).values >= probs.masked_fill(allowed, -1).max(-1).values).all()
-    # and the samples of a whole rollout only use allowed tokens of their step
+    # and a whole rollout draws only allowed tokens, each with its log-prob under the truncated distribution,
+    # written out here from the teacher-forced logits: the top k, then the fewest of them that reach p, renormalised
     roll = rollout(model, PROMPTS * 4, 8, [1], 0, top_k=top_k, top_p=top_p, generator=gen)
-    assert torch.isfinite(roll.logprobs).all()
+    mask = roll.attention_mask
+    width = roll.response_mask.shape[1]
+    with torch.no_grad():
+        out = model(input_ids=roll.sequences, attention_mask=mask, position_ids=position_ids_from_mask(mask))
+    probs = out.logits[:, -width - 1 : -1].float().softmax(-1)
+    for i, t in roll.response_mask.nonzero().tolist():
+        ranked = probs[i, t].sort(descending=True)
+        kept = ranked.values[: top_k or None]
+        kept = kept / kept.sum()  # top-p reads the distribution that top-k left
+        kept = kept[: int((kept.cumsum(0) - kept < top_p).sum())]
+        token = roll.responses[i, t].item()
+        place = ranked.indices.tolist().index(token)
+        assert place < len(kept), f"row {i} drew token {token}, ranked {place + 1}: outside top-k {top_k}/top-p {top_p}"
+        expected = math.log(kept[place] / kept.sum())
+        assert roll.logprobs[i, t].item() == pytest.approx(expected, abs=1e-4), (i, t)
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     assert torch.isfinite(sampling_logprobs(logits, top_p=0.8)).tolist() == [[True, True, False, False]]
     assert torch.isfinite(sampling_logprobs(logits, top_p=0.81)).tolist() == [[True, True, True, False]]
+    # exactly p: the tokens above already hold it, so the next one is out (float32 holds these sums exactly)
+    halves = torch.log(torch.tensor([[0.5, 0.25, 0.125, 0.125]]))
+    assert torch.isfinite(sampling_logprobs(halves, top_p=0.75)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(sampling_logprobs(halves, top_p=0.5)).tolist() == [[True, False, False, False]]
 
 
 @SAMPLERS
@@ -340,3 +362,26 @@ def test_fast_rollout_equals_the_plain_one(case):
     torch.testing.assert_close(a.certainty, b.certainty, atol=1e-5, rtol=0)
     if case == "rows-stop-early":
         assert 0 < a.truncated.sum() < len(prompts)
+
+
+def test_every_eos_of_the_model_and_its_tokenizer_ends_a_response(toy_path):
+    """A chat model often has several EOS (generation_config's list, e.g. <|im_end|> and <|endoftext|>) beside its
+    tokenizer's: each one ends a response (here the toy's '#' made a second EOS), through rollout.sample."""
+    from model import eos_ids, load_model, load_tokenizer
+
+    tokenizer, model = load_tokenizer(toy_path), load_model(toy_path, "cpu")
+    hash_id = tokenizer.convert_tokens_to_ids("#")
+    for configured, expected in (([1, hash_id], [1, hash_id]), (hash_id, [1, hash_id]), (None, [1]), ([], [1])):
+        model.generation_config.eos_token_id = configured
+        assert sorted(eos_ids(tokenizer, model)) == expected, configured
+    model.generation_config.eos_token_id = [hash_id]  # the tokenizer's EOS (1) is added
+    prompts = [tokenizer.encode(f"{a}+{b}+3+4:") for a in range(1, 7) for b in range(2, 4)]
+    for sampler in (plain_rollout.rollout, fast):
+        roll, _ = plain_rollout.sample(
+            model, tokenizer, prompts, 4, 40, generator=torch.Generator().manual_seed(0), sampler=sampler
+        )
+        ends = torch.isin(roll.responses, torch.tensor([1, hash_id])) & roll.response_mask
+        stopped = ~roll.truncated
+        assert torch.equal(ends.any(-1), stopped) and ends.sum(-1).max() == 1  # each stopped at its first EOS
+        last = roll.responses[stopped, roll.lengths[stopped] - 1]
+        assert (last == hash_id).sum() > 0.9 * stopped.sum(), "the toy writes '#' before its answer: most stop there"

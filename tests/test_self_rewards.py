@@ -14,9 +14,15 @@ from conftest import trainer_reward
 from rewards import TaskGrader, majority_vote
 from rollout import self_certainty
 
-# Two responses of lengths 2 and 3 (zero past the end, as the rollout leaves them).
+# Two responses of lengths 2 and 3 (zero past the end, as the rollout leaves them). The rollout's own log-probs and
+# entropies are another distribution's (a top-k or temperature rollout): the rewards read the loop's logp and entropy.
 mask = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
-roll = SimpleNamespace(lengths=mask.sum(-1), certainty=torch.tensor([[2.0, 1.0, 0.0], [0.3, 0.6, 0.9]]))
+roll = SimpleNamespace(
+    lengths=mask.sum(-1),
+    certainty=torch.tensor([[2.0, 1.0, 0.0], [0.3, 0.6, 0.9]]),
+    logprobs=torch.tensor([[-0.1, -0.2, 0.0], [-0.9, -0.1, -0.2]]),
+    entropy=torch.tensor([[0.9, 0.1, 0.0], [0.4, 0.3, 0.8]]),
+)
 entropy = torch.tensor([[0.5, 0.3, 0.0], [0.2, 0.2, 0.2]])
 r = torch.tensor([1.0, 0.0])
 logp = torch.tensor([[-0.6, -0.4, 0.0], [-0.3, -0.3, -0.3]])  # log pi_theta per token: sums -1.0 and -0.9
@@ -52,6 +58,15 @@ def test_self_certainty_of_logits_by_hand():
     torch.testing.assert_close(self_certainty(z), kl + math.log(7))
 
 
+class Hashed(str):
+    """An answer with a chosen hash (equal answers hash alike): in a set, the answer of hash 0 comes before the one of
+    hash 1 whatever PYTHONHASHSEED is, so a tie broken in a set's order (max(set(group), key=group.count)) is seen
+    to go to the answer given last."""
+
+    def __hash__(self):
+        return {"7": 1, "4": 0}[str(self)]
+
+
 def test_majority_vote_by_hand():
     answers = ["3", "5", "3", None] + ["1", "2", "2", "1"] + [None] * 4 + ["7", None, None, None]
     expected = [1, 0, 1, 0] + [1, 0, 0, 1] + [0, 0, 0, 0] + [1, 0, 0, 0]  # ties: the answer given first
@@ -59,6 +74,23 @@ def test_majority_vote_by_hand():
     assert got == expected, (
         f"votes {got}, expected {expected} (groups of 4): None casts no vote and gets 0, a tie goes to the answer given "
         "first, and a group with no answers gives 0 to all"
+    )
+
+
+@pytest.mark.parametrize(
+    "group,expected",
+    [
+        (["9", "2", "9", "2"], [1, 0, 1, 0]),  # "9" is given first, "2" last and smallest
+        (["b", None, "a", "a", "b", "c"], [1, 0, 0, 0, 1, 0]),
+        ([Hashed("7"), Hashed("4"), Hashed("4"), Hashed("7")], [1, 0, 0, 1]),  # a set holds "4" first
+    ],
+)
+def test_majority_vote_ties_go_to_the_answer_given_first(group, expected):
+    got = majority_vote(group, len(group)).tolist()
+    assert got == expected, (
+        f"a tie must go to the answer given first in the group, here {group[0]!r}: got {got} for {list(map(str, group))}. "
+        "Not the smallest answer, not the last one, and not the first in a set's order (a set orders strings by their "
+        "hash, which changes from run to run: PYTHONHASHSEED): count in the group's own order (a dict or Counter keeps it)"
     )
 
 
@@ -87,19 +119,25 @@ def test_the_answers_voted_on_do_not_depend_on_the_gold(dataset):
 
 
 def test_random_reward_is_a_fair_coin_seeded_by_the_step():
-    generators = {}
+    """The trainer's random reward on trainer.Run's own seeded streams (Run.generator, on a stand-in Run of seed 0,
+    rank 0): a fair coin, its own stream (not the samples' numbers again), the same coins at the same step (a
+    resumed run), others at the next, whatever r."""
+    import trainer
+
+    asked = []
+    stand_in = SimpleNamespace(args=SimpleNamespace(seed=0), dist=SimpleNamespace(rank=0, device=torch.device("cpu")))
 
     def generator(step, stream=0):
-        generators[step, stream] = torch.Generator().manual_seed(1000 * step + stream)
-        return generators[step, stream]
+        asked.append((step, stream))
+        return trainer.Run.generator(stand_in, step, stream)
 
-    run = SimpleNamespace(generator=generator)
-    r = torch.zeros(20_000)
-    inputs = dict(common, r=r, run=run)
+    inputs = dict(common, r=torch.zeros(20_000), run=SimpleNamespace(generator=generator))
     R = trainer_reward("train_task.py", "random", **dict(inputs, step=3))
     assert set(R.unique().tolist()) == {0.0, 1.0}
     assert abs(R.mean().item() - 0.5) < 0.02  # 0.5 +- 2e-2 is 5.6 standard errors
-    assert (3, 1) in generators and (3, 0) not in generators  # its own stream, not the samples'
+    assert asked == [(3, 1)], f"the coins must come from the step's stream 1, not {asked}"
+    samples_numbers = torch.bernoulli(torch.full((20_000,), 0.5), generator=trainer.Run.generator(stand_in, 3, 0))
+    assert (R != samples_numbers).float().mean() > 0.4, "the coins repeat the numbers the samples were drawn with"
     assert torch.equal(R, trainer_reward("train_task.py", "random", **dict(inputs, step=3)))  # a resumed run: same coins
     assert not torch.equal(R, trainer_reward("train_task.py", "random", **dict(inputs, step=4)))
     assert torch.equal(R, trainer_reward("train_task.py", "random", **dict(inputs, step=3, r=torch.ones(20_000))))

@@ -172,6 +172,12 @@ def test_evaluate_puts_its_table_in_tensorboard(tmp_path):
     assert b"base=a" in session  # the options, --compare's list as its text
 
 
-def test_evaluate_without_out_or_tracking_tracks_nothing():
-    # the default command line, `python evaluate.py --model ...`: no --out, --report-to none
+def test_evaluate_without_out_or_tracking_tracks_nothing(tmp_path, monkeypatch):
+    # the default command line, `python evaluate.py --model ...`: no --out, --report-to none: no tracker is started,
+    # no backend imported, no file written
+    started = []
+    monkeypatch.setattr(tracking, "start", lambda *args, **kwargs: started.append(args))
+    monkeypatch.setattr(tracking, "require", lambda *args, **kwargs: started.append(args))
+    monkeypatch.chdir(tmp_path)
     evaluate.track({"model": {"pass@1": 0.5}}, argparse.Namespace(report_to="none", out=None))
+    assert started == [] and os.listdir(tmp_path) == []

@@ -15,8 +15,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import rollout
 import trainer
-from conftest import ROOT, run_loop, sample_step, trainer_scope, trainer_setup, trainer_update
+from conftest import ROOT, run_loop, sample_step, trainer_reward, trainer_scope, trainer_setup, trainer_update
 
 EOS = 1  # the toy tokenizer's
 LR = 3e-4  # the toy's default --lr; the first step uses 0.1 x LR (warm-up from 0.1 x lr)
@@ -63,10 +64,11 @@ def advantages(R, G, baseline, std_normalize):
     return A
 
 
-def expected_step(policy, ref, roll, R, args):
+def expected_step(policy, ref, roll, R, args, clip=True):
     """The update of the paper (and its GRPO, Dr. GRPO, PPO and k3-KL options) on a copy of the policy: the loss
     sum_i w_i sum_t loss_it, token by token; the gradient clipped to norm 1; AdamW (lr, betas (0.9, 0.999),
-    eps 1e-8, weight decay 0.01). Returns what the trainer must match, from its last update."""
+    eps 1e-8, weight decay 0.01). Returns what the trainer must match, from its last update. clip=False: every
+    pass takes the on-policy loss -A l_t instead of PPO's (what a reused batch would do without its clip)."""
     model = copy.deepcopy(policy).train()
     opt = torch.optim.AdamW(model.parameters(), lr=0.1 * args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     with torch.no_grad():
@@ -85,7 +87,7 @@ def expected_step(policy, ref, roll, R, args):
         new, _ = token_logprobs(model, roll)
         loss = 0.0
         for i in range(N):
-            if args.updates_per_batch == 1:
+            if args.updates_per_batch == 1 or not clip:
                 per_token = -A[i] * new[i]
             else:  # PPO: rho = pi / pi_old, the pessimistic one of rho * A and clip(rho, 0.8, 1.2) * A
                 rho = torch.exp(new[i] - old[i])
@@ -111,11 +113,17 @@ def expected_step(policy, ref, roll, R, args):
     )
 
 
+def norm_of(grads):
+    return sum(g.norm() ** 2 for g in grads.values()) ** 0.5
+
+
 CASES = {
     # the paper: task reward, leave-one-out, token mean, one on-policy step; micro-batches of 3 accumulate
     "paper": ("train_task.py", ["--micro-batch", "3"]),
     "grpo": ("train_task.py", ["--baseline", "mean", "--std-normalize", "--aggregation", "sequence"]),
-    # a batch reused twice with ratio clipping and the KL penalty; a large lr so that the second pass clips
+    # a batch reused twice with ratio clipping; a large lr so that the second pass clips, which changes its gradient
+    "ppo": ("train_task.py", ["--updates-per-batch", "2", "--lr", "0.1"]),
+    # the same with the KL penalty
     "ppo+kl": ("train_task.py", ["--updates-per-batch", "2", "--kl-coef", "0.5", "--aggregation", "constant", "--lr", "0.1"]),
     "sharpen": ("train_sharpen.py", ["--mode", "sharpen", "--alpha", "2"]),
 }
@@ -143,6 +151,12 @@ def test_one_step_of_the_trainer_is_the_update_written_out(tmp_path, case):
     assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-4)
     if args.updates_per_batch > 1:
         assert want["clipped"] > 0, "no ratio left the clip range: clipping went untested"
+        if not args.kl_coef:  # (with the KL term, whose gradient is far larger here, the clip's share is too small to see)
+            unclipped = expected_step(start, run.ref, roll, R, args, clip=False)["grads"]
+            moved = norm_of({n: want["grads"][n] - g for n, g in unclipped.items()})
+            assert moved > 0.1 * max(norm_of(unclipped), norm_of(want["grads"])), (
+                f"the clip moved the gradient by {moved:.3g} only"
+            )
     for name, p in run.policy.named_parameters():  # AdamW leaves .grad as it was: the clipped gradient it used
         torch.testing.assert_close(p.grad, want["grads"][name], rtol=1e-3, atol=1e-6, msg=lambda m: f"grad of {name}: {m}")
         # AdamW moves a weight by about lr wherever |g| >> eps: to 5% of that step, the same update
@@ -194,21 +208,87 @@ def test_pi_ref_stays_frozen_and_kl_follows_the_policy(tmp_path):
     assert got["metrics"]["lr"] == pytest.approx(0.01 * (0.1 + 0.9 * 1 / 5))  # warm-up over the toy's 5 steps
 
 
+def reward_chain(node):
+    """Whether a statement is a trainer's reward chain: `if args.mode == ...: ... elif ...: ... else: ...`, each
+    branch setting R."""
+    if not (isinstance(node, ast.If) and ast.unparse(node.test).startswith("args.mode ==")):
+        return False
+    branches = [node.body]
+    while len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If):
+        node = node.orelse[0]
+        branches.append(node.body)
+    branches.append(node.orelse)
+    return all(any(ast.unparse(s).startswith("R = ") for s in body) for body in branches)
+
+
+def program(script):
+    """A trainer as a list of statements: every one of the script's (the loop's one by one) but its docstring, its
+    own options (`p = trainer.parser(...)`, `p.add(...)`) and its reward chain, which must be there once."""
+    out, chains = [], 0
+    for node in ast.parse(open(os.path.join(ROOT, script)).read()).body[1:]:
+        text = ast.unparse(node)
+        if text.startswith(("p = trainer.parser(", "p.add(")):
+            continue
+        if not isinstance(node, ast.For):
+            out.append(text)
+            continue
+        out.append(f"for {ast.unparse(node.target)} in {ast.unparse(node.iter)}:")
+        for statement in node.body:
+            chains += reward_chain(statement)
+            out += [] if reward_chain(statement) else [ast.unparse(statement)]
+    assert chains == 1, f"{script}: {chains} reward chains (`if args.mode == ...` setting R in every branch), not one"
+    return out
+
+
 def test_the_trainers_differ_only_in_their_reward():
-    """Both scripts run the same setup and loop, statement for statement, but for the reward chain and the mode that
-    needs a fresh pi_theta pass (tilted in one, tempered in the other): what one script's tests check holds for both."""
+    """Both scripts are one program, statement for statement (imports, setup, the whole loop with everything nested
+    in it, what follows it), but for their options, their reward chain, and the mode whose reward needs a fresh
+    pi_theta pass (tilted in one, tempered in the other): what one script's tests check holds for both."""
+    task, sharpen = program("train_task.py"), program("train_sharpen.py")
+    fresh = [k for k, s in enumerate(task) if s.startswith("fresh = ")]
+    assert len(fresh) == 1 and "args.mode == 'tilted'" in task[fresh[0]]
+    task[fresh[0]] = task[fresh[0]].replace("'tilted'", "'tempered'")
+    assert len(task) > 30
+    for k, (a, b) in enumerate(zip(task, sharpen)):
+        assert a == b, f"statement {k} differs:\ntrain_task.py:    {a}\ntrain_sharpen.py: {b}"
+    assert len(task) == len(sharpen)
 
-    def lines(script):
-        statements = ast.parse(open(os.path.join(ROOT, script)).read()).body
-        at = next(k for k, node in enumerate(statements) if ast.unparse(node).startswith("run = trainer.Run("))
-        out = []
-        for node in statements[at:]:
-            body = node.body if isinstance(node, ast.For) else [node]
-            out += [ast.unparse(n) for n in body if not (isinstance(n, ast.If) and "args.mode ==" in ast.unparse(n.test))]
-        return out
 
-    task, sharpen = lines("train_task.py"), lines("train_sharpen.py")
-    assert len(task) > 20 and [s.replace("'tilted'", "'tempered'") for s in task] == sharpen
+MODES = {
+    "train_task.py": ("task", "tilted", "random"),
+    "train_sharpen.py": ("sharpen", "tempered", "entropy", "entropy-seq", "self-certainty", "majority"),
+}
+
+
+def mode_choices(script):
+    """The choices of a script's `p.add("--mode", choices=...)`."""
+    for node in ast.walk(ast.parse(open(os.path.join(ROOT, script)).read())):
+        if isinstance(node, ast.Call) and node.args and ast.unparse(node.args[0]) == "'--mode'":
+            return next(ast.literal_eval(k.value) for k in node.keywords if k.arg == "choices")
+
+
+def test_every_mode_takes_the_same_step_from_the_same_rewards(tmp_path):
+    """Past the reward (whose lines tests/test_rewards.py and test_self_rewards.py check in every mode), nothing
+    depends on --mode: from the same R, each mode of each trainer gets the same advantages, weights, loss and
+    gradient, through the scripts' own lines from the advantages to the end of the update."""
+    run = make_run(str(tmp_path / "run"))
+    roll, r, _ = sample_step(run, 0)
+    batch = dict(roll=roll, R=torch.linspace(-1, 2, len(r)), logp=roll.logprobs, ref_logp=run.logprobs(run.ref, roll))
+    start = copy.deepcopy(run.policy.state_dict())
+    steps = {}
+    for script, modes in MODES.items():
+        assert modes == mode_choices(script), f"{script}'s --mode choices changed: list them in MODES"
+        for mode in modes:
+            run.policy.load_state_dict(start)
+            scope = trainer_scope(script, run) | {"args": SimpleNamespace(**vars(run.args) | {"mode": mode})}
+            got = run_loop(script, scope, "A = group_advantages", "for _ in range", **batch)
+            grads = torch.cat([p.grad.flatten() for p in run.policy.parameters()])
+            steps[script, mode] = (got["A"], got["w"], got["loss_sum"], got["grad_norm"], grads)
+    task = steps["train_task.py", "task"]
+    assert task[3] > 0
+    for (script, mode), step in steps.items():
+        for name, want, have in zip(("A", "w", "loss", "grad norm", "gradient"), task, step):
+            assert torch.equal(torch.as_tensor(have), torch.as_tensor(want)), f"{script} --mode {mode}: its {name} differs"
 
 
 # -----------------------------------------------------------------------------
@@ -260,21 +340,82 @@ def test_the_rollouts_logprobs_equal_a_fresh_pass_of_the_policy(run):
     torch.testing.assert_close(fresh_entropy, roll.entropy, atol=1e-5, rtol=0)
 
 
-def test_token_weights_count_the_tokens_of_every_rank(run):
+@pytest.mark.parametrize("aggregation", ["token", "sequence", "constant"])
+def test_token_weights_count_the_tokens_of_every_rank(run, aggregation):
     """The loop's token weights divide by totals over all ranks: with a stand-in for a second rank that holds a
-    batch like this one, every token weighs 1 / (2 x this batch's tokens)."""
+    batch like this one, a token weighs 1 / (2 x this batch's tokens) ("token"), 1 / (L_i x 2 x its sequences)
+    ("sequence"), 1 / (2 x its sequences x --max-new-tokens) ("constant")."""
     roll, _, _ = sample_step(run, 0)
     two_ranks = SimpleNamespace(sum=lambda x: 2 * torch.as_tensor(x))
-    scope = trainer_scope("train_task.py", run) | {"dist": two_ranks}
+    args = SimpleNamespace(**vars(run.args) | {"aggregation": aggregation})
+    scope = trainer_scope("train_task.py", run) | {"dist": two_ranks, "args": args}
     w = run_loop("train_task.py", scope, "mask = roll.response_mask", "w = token_weights", roll=roll)["w"]
-    tokens = sum(roll.lengths.tolist())
-    assert w[roll.response_mask].tolist() == pytest.approx([1 / (2 * tokens)] * tokens)
+    lengths, N, tokens = roll.lengths.tolist(), len(roll.lengths), sum(roll.lengths.tolist())
+    each = {
+        "token": [1 / (2 * tokens)] * N,
+        "sequence": [1 / (length * 2 * N) for length in lengths],
+        "constant": [1 / (2 * N * run.args.max_new_tokens)] * N,
+    }[aggregation]
+    assert len(set(lengths)) > 1, "responses of one length: sequence and token weights would not differ"
+    assert w[roll.response_mask].tolist() == pytest.approx([x for x, n in zip(each, lengths) for _ in range(n)])
     assert w[~roll.response_mask].abs().sum() == 0
 
 
-def test_top_k_sampling_always_gets_a_fresh_pass(tmp_path):
-    run = make_run(str(tmp_path / "k"), "--top-k", "5")
-    assert not run.sampled_from_policy  # the rollout's log-probs are top-k's, not pi_theta's
+def test_metrics_are_means_over_every_rank(run):
+    """step_metrics divides totals over all ranks by counts over all ranks: with a stand-in for a second rank that
+    holds a batch like this one, every mean is this batch's, and the loss (a sum over ranks) doubles."""
+    roll, r, answers = sample_step(run, 0)
+    ref_logp = run.logprobs(run.ref, roll)
+    R = torch.linspace(-1, 2, len(r))
+    batch = (roll, r, R, ref_logp, roll.logprobs, roll.entropy, answers, 0.25, 1.0, 0.0)
+    one_rank = SimpleNamespace(sum=lambda x: torch.as_tensor(x))
+    two_ranks = SimpleNamespace(sum=lambda x: 2 * torch.as_tensor(x))
+    one, two = (trainer.step_metrics(d, run.args.group_size, 0.1, *batch) for d in (one_rank, two_ranks))
+    for key, value in one.items():
+        if key not in ("step_time", "tokens_per_s"):
+            assert two[key] == pytest.approx(2 * value if key == "loss" else value, rel=1e-6), (key, two[key], value)
+
+
+@pytest.mark.parametrize("sampling", [["--top-k", "5"], ["--top-p", "0.5"], ["--temperature", "0.7"]], ids=lambda x: x[0])
+def test_a_rollout_from_another_distribution_gets_a_fresh_pass(tmp_path, sampling):
+    """Sampled with top-k, top-p or at another temperature, the rollout's log-probs are not pi_theta's: the loop's
+    logp and entropy (those of the loss, the KL metric and the rewards that read pi_theta) are a fresh pass's."""
+    setup = trainer_setup("train_task.py", *SMALL, "--out", str(tmp_path / "run"), *STEPS, *sampling)
+    run = setup["run"]
+    got = run_loop("train_task.py", setup, "problems =", "ref_sum, logp_pi =", step=0)
+    roll = got["roll"]
+    fresh_logp, fresh_entropy = run.logprobs(run.policy, roll, entropy=True)
+    assert (fresh_logp - roll.logprobs).abs().max() > 1e-3, "the rollout's log-probs are pi_theta's: nothing is tested"
+    torch.testing.assert_close(got["logp"], fresh_logp, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got["entropy"], fresh_entropy, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got["logp_pi"], fresh_logp.sum(-1), atol=1e-5, rtol=0)
+
+
+def test_the_trainers_pass_step_rank_and_stream_to_their_random_streams(run):
+    """Run.generator(step, stream) seeds a stream by (seed, step, rank, stream): the rollout of one step and a random
+    reward draw anew at every step, on every rank, and a resumed run draws the same again."""
+
+    def draws(step, stream=0, rank=0, seed=0):
+        other = SimpleNamespace(args=SimpleNamespace(seed=seed), dist=SimpleNamespace(rank=rank, device=run.dist.device))
+        return torch.rand(8, generator=trainer.Run.generator(other, step, stream)).tolist()
+
+    base = draws(3)
+    assert draws(3) == base and torch.rand(8, generator=run.generator(3)).tolist() == base
+    for other in (draws(4), draws(3, stream=1), draws(3, rank=1), draws(3, seed=1)):
+        assert other != base
+    assert len({tuple(draws(step, stream, rank)) for step in range(6) for stream in (0, 1) for rank in range(4)}) == 48
+    # the samples of a step, the script's own lines: drawn from that step's stream
+    roll, _, _ = sample_step(run, 2)
+    prompts = [x["prompt_ids"] for x in run.prompts(2)]
+    for step, same in ((2, True), (0, False)):
+        again, _ = rollout.sample(run.policy, run.tokenizer, prompts, 4, generator=run.generator(step), **run.sampling)
+        assert torch.equal(again.sequences, roll.sequences) == same
+    # the random reward, the script's own line on this generator: other coins at another step, the same at the same
+    batch = dict(
+        r=torch.zeros(64), ref_logp=torch.zeros(64, 1), logp=torch.zeros(64, 1), roll=SimpleNamespace(lengths=torch.ones(64))
+    )
+    coins = [trainer_reward("train_task.py", "random", run=run, step=step, **batch) for step in (3, 3, 4)]
+    assert torch.equal(coins[0], coins[1]) and not torch.equal(coins[0], coins[2])
 
 
 def one_update(out, *extra):
