@@ -289,12 +289,9 @@ class Run:
         """Every diagnostic of a step, over all ranks (`step_metrics`); lr: the one this step's update used. A
         non-finite loss stops the run here, before anything is saved."""
         lr = self.sched.get_last_lr()[0]
-        G = self.args.group_size
-        m = step_metrics(self.dist, G, lr, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0)
+        m = step_metrics(self.dist, self.args.group_size, lr, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0)
         self._stop_unless(math.isfinite(m["loss"]), "the loss is not finite: the run diverged (a lower --lr may help)")
-        self.group = samples.rows(
-            None, "train", self.tokenizer, roll, [self.problems[0]] * G, answers, r, R
-        )  # shown at evaluations
+        self.batch = (roll, answers, r, R)  # its first group goes to samples.jsonl at the next evaluation
         return m
 
     def log(self, step, metrics):
@@ -328,8 +325,11 @@ class Run:
         """A few held-out responses and the last step's group, to samples.jsonl and --report-to (rank 0's)."""
         if not self.dist.is_main:
             return
-        shown += [dict(row, step=step) for row in getattr(self, "group", [])]
-        self.group = []  # a group is shown once (a --resume's first evaluation has none)
+        if getattr(self, "batch", None) is not None:  # the step just taken (a run's or a --resume's first evaluation has none)
+            roll, answers, r, R = self.batch
+            group = [self.problems[0]] * self.args.group_size
+            shown += samples.rows(step, "train", self.tokenizer, roll, group, answers, r, R)
+            self.batch = None
         for row in shown:
             self.folder.log(row, self.folder.samples_path)
         if self.tracker is not None:
