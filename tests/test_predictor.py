@@ -1,6 +1,7 @@
 """Will sharpening help? evaluate.py's cov_r_logp and likeliest@n, and theory.py's identity behind them,
 d/dalpha E_{pi_ref^alpha}[r] = Cov_{pi_ref^alpha}(r, log pi_ref), against values worked by hand."""
 
+import json
 import math
 
 import numpy as np
@@ -128,3 +129,43 @@ def test_identity_holds_to_numerical_precision_on_the_listed_language(aligned):
         assert abs(integral - change) < 1e-12, f"alpha = {alpha}: integral of Cov {integral}, accuracy change {change}"
     # the slope at alpha = 1 has the sign of what sharpening does on this language (both directions)
     assert (T.covariance_identity(ref_logp, r, 1.0)[1] > 0) == aligned
+
+
+# -----------------------------------------------------------------------------
+# the self-rewards' collapse step, from a run's log.jsonl (family/paper_figures.py)
+
+
+def write_log(folder, accuracies, every=10):
+    """A log.jsonl with an evaluation every `every` steps and, as the trainers write, a training row for each step."""
+    folder.mkdir(parents=True)
+    rows = []
+    for i, a in enumerate(accuracies):
+        rows.append({"step": i * every, "eval_accuracy": a, "eval_length": 20.0})
+        if i < len(accuracies) - 1:
+            rows += [{"step": i * every + j, "reward": 0.5, "accuracy": 0.9} for j in range(1, every + 1)]
+    (folder / "log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder / "log.jsonl"
+
+
+def test_collapse_step_by_hand(tmp_path, capsys):
+    from family.paper_figures import collapse, collapses
+
+    # 0.5 -> 0.7 -> 0.7 -> 0.2: the peak is at step 10 (the first of two equal maxima), rise 0.2, fall 0.5
+    got = collapse(write_log(tmp_path / "family-toy-0" / "majority", [0.5, 0.7, 0.7, 0.2]))
+    assert (got["peak_step"], got["rise"], got["fall"]) == (10, pytest.approx(0.2), pytest.approx(0.5))
+    # only falling: peak at the base model, rise 0; only rising: fall 0
+    got = collapse(write_log(tmp_path / "family-toy-0" / "sharpen", [0.5, 0.3, 0.1]))
+    assert (got["peak_step"], got["rise"], got["fall"]) == (0, 0.0, pytest.approx(0.4))
+    got = collapse(write_log(tmp_path / "family-toy-1" / "sharpen", [0.5, 0.6, 0.9]))
+    assert (got["peak_step"], got["rise"], got["fall"]) == (20, pytest.approx(0.4), 0.0)
+    collapses([str(tmp_path / "family-toy-0"), str(tmp_path / "family-toy-1")], None)
+    table = capsys.readouterr().out
+    # sharpen over seeds 0 and 1: peak steps 0, 20; rise mean 0.2 (0-0.4); fall mean 0.2 (0-0.4)
+    assert "| sharpen | 0, 20 | 0.200 (0.000-0.400) | 0.200 (0.000-0.400) |" in table
+    assert "| majority | 10 | 0.200 (0.200-0.200) | 0.500 (0.500-0.500) |" in table
+    with pytest.raises(SystemExit, match="no <arm>/log.jsonl"):
+        collapses([str(tmp_path)], None)
+    (tmp_path / "empty" / "task").mkdir(parents=True)
+    (tmp_path / "empty" / "task" / "log.jsonl").write_text('{"step": 1, "reward": 0.5}\n')
+    with pytest.raises(SystemExit, match="no eval_accuracy rows"):
+        collapses([str(tmp_path / "empty")], None)
