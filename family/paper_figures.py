@@ -4,6 +4,7 @@ Tables and figures of two multi-run jobs, from the JSON their evaluations wrote.
     python -m family.paper_figures grid runs/paper-toy-0/grid.json      # run_paper.sh: the paper's alpha x b grid
     python -m family.paper_figures roads runs/roads-toy-*/roads.json    # run_roads.sh: four roads to pi_ref^alpha, over seeds
     python -m family.paper_figures collapse runs/family-toy-[0-9] runs/family-toy-aligned-[0-9] --out collapse.png
+    python -m family.paper_figures predictor qwen=runs/qwen-math500.json toy-0=base.json,runs/family-toy-0/trained.json
 
 grid: one row per alpha, pass@1 and length for b = 0 (tempered), 100 and 10^4 (tilted); sharpening, the task
 reward and the base model beside them. The figure lays it out like the paper's: pass@1 and length against alpha
@@ -16,6 +17,12 @@ collapse: run_family.sh's folders (family-<variant>-<seed>), each arm's collapse
 at which the held-out accuracy peaks, how far it rose to get there and how far it falls after (`collapse`); per
 variant, the peak step of each seed and the rise and fall's mean (min-max). The figure: held-out accuracy against
 step, one panel per variant, each arm's mean over seeds (its min-max shaded).
+
+predictor: one row of the README's "will sharpening help?" table per NAME=FILE[,FILE...], evaluate.py --out tables
+that hold the base model ("base", evaluated with n > 1: its cov_r_logp and likeliest@n) and what RL made of it
+(the arms named by --arms, default sharpen and tempered): what the base model's samples predict beside what
+training did. The slope says up or down when its 95% interval excludes 0, flat otherwise; the mode says up or down
+as likeliest@n is above or below the base model's pass@1.
 """
 
 import argparse
@@ -195,6 +202,36 @@ def collapses(folders, out):
     print(f"wrote {out}")
 
 
+def predictor(specs, arms):
+    print("| model | n | base pass@1 | cov_r_logp (95%) | slope says | likeliest@n | mode says | " + " | ".join(arms) + " |")
+    print("|---|---|---|---|---|---|---|" + "---|" * len(arms))
+    for spec in specs:
+        name, _, paths = spec.partition("=")
+        if not paths:
+            raise SystemExit(f"error: {spec!r}: give NAME=FILE[,FILE...] (evaluate.py --out tables)")
+        tables = []
+        for path in paths.split(","):
+            try:
+                with open(path) as f:
+                    tables.append(json.load(f))
+            except (OSError, ValueError) as err:
+                raise SystemExit(f"error: cannot read {path} ({type(err).__name__}): an evaluate.py --out table?") from None
+        base = next((t["base"] for t in tables if "cov_r_logp" in t.get("base", {})), None)
+        if base is None:
+            raise SystemExit(
+                f"error: {name}: no 'base' with cov_r_logp in {paths}: evaluate it with --n > 1 (--compare base=...)"
+            )
+        n, pass1 = base["n"], base["pass@1"]
+        low, high, top = base["cov_r_logp_low"], base["cov_r_logp_high"], base[f"likeliest@{n}"]
+        slope = "up" if low > 0 else "down" if high < 0 else "flat"
+        trained = [next((t[arm]["pass@1"] for t in tables if arm in t), None) for arm in arms]
+        cells = ["-" if a is None else f"{a:.3f} ({a - pass1:+.3f})" for a in trained]
+        print(
+            f"| {name} | {n} | {pass1:.3f} | {base['cov_r_logp']:+.3f} ({low:+.3f}, {high:+.3f}) | {slope} | {top:.3f} | "
+            f"{'up' if top > pass1 else 'down'} | " + " | ".join(cells) + " |"
+        )
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     jobs = p.add_subparsers(dest="job", required=True)
@@ -205,8 +242,13 @@ def main():
     c = jobs.add_parser("collapse", help="run_family.sh's folders, runs/family-<variant>-<seed>")
     c.add_argument("folders", nargs="+")
     c.add_argument("--out", help="the accuracy-against-step figure (PNG)")
+    q = jobs.add_parser("predictor", help="evaluate.py --out tables: the base model's predictors beside RL's outcome")
+    q.add_argument("rows", nargs="+", metavar="NAME=FILE[,FILE...]")
+    q.add_argument("--arms", nargs="+", default=["sharpen", "tempered"], help="the trained arms' names in the tables")
     args = p.parse_args()
-    if args.job == "grid":
+    if args.job == "predictor":
+        predictor(args.rows, args.arms)
+    elif args.job == "grid":
         grid(args.file)
     elif args.job == "roads":
         roads(args.files, args.out)

@@ -169,3 +169,24 @@ def test_collapse_step_by_hand(tmp_path, capsys):
     (tmp_path / "empty" / "task" / "log.jsonl").write_text('{"step": 1, "reward": 0.5}\n')
     with pytest.raises(SystemExit, match="no eval_accuracy rows"):
         collapses([str(tmp_path / "empty")], None)
+
+
+def test_predictor_row_from_evaluate_tables(tmp_path, capsys):
+    from family.paper_figures import predictor
+
+    base = {"n": 16, "pass@1": 0.5, "likeliest@16": 0.25, "cov_r_logp": 0.1, "cov_r_logp_low": -0.05, "cov_r_logp_high": 0.2}
+    (tmp_path / "base.json").write_text(json.dumps({"base": base}))
+    # a second table whose base model lacks the columns (an older evaluate.py): the first one's are taken
+    (tmp_path / "runs.json").write_text(json.dumps({"base": {"n": 16, "pass@1": 0.5}, "sharpen": {"n": 16, "pass@1": 0.75}}))
+    predictor([f"m={tmp_path / 'runs.json'},{tmp_path / 'base.json'}"], ["sharpen", "tempered"])
+    row = capsys.readouterr().out.splitlines()[-1]
+    # the interval holds 0: flat; the likeliest sample (0.25) is below pass@1 (0.5): the mode says down
+    assert row == "| m | 16 | 0.500 | +0.100 (-0.050, +0.200) | flat | 0.250 | down | 0.750 (+0.250) | - |"
+    base |= {"cov_r_logp_low": 0.01, "likeliest@16": 0.75}
+    (tmp_path / "base.json").write_text(json.dumps({"base": base}))
+    predictor([f"m={tmp_path / 'base.json'}"], ["sharpen"])
+    assert capsys.readouterr().out.splitlines()[-1] == "| m | 16 | 0.500 | +0.100 (+0.010, +0.200) | up | 0.750 | up | - |"
+    with pytest.raises(SystemExit, match="no 'base' with cov_r_logp"):
+        predictor([f"m={tmp_path / 'runs.json'}"], ["sharpen"])
+    with pytest.raises(SystemExit, match="NAME=FILE"):
+        predictor([str(tmp_path / "base.json")], ["sharpen"])
