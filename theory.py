@@ -179,7 +179,7 @@ def covariance_identity(ref_logp, r, alpha, h=1e-4, nodes=32):
     slope = (power_accuracy(ref_logp, r, alpha + h) - power_accuracy(ref_logp, r, alpha - h)) / (2 * h)
     x, w = np.polynomial.legendre.leggauss(nodes)  # nodes and weights on [-1, 1]
     s = 1 + (alpha - 1) * (x + 1) / 2  # mapped onto [1, alpha]: ds = (alpha - 1) / 2 dx
-    integral = (alpha - 1) / 2 * sum(wi * covariance(power(ref_logp, si), r, ref_logp) for si, wi in zip(s, w))
+    integral = (alpha - 1) / 2 * sum(wi * covariance(power(ref_logp, si), r, ref_logp) for si, wi in zip(s, w)) + 0.0  # not -0
     change = power_accuracy(ref_logp, r, alpha) - power_accuracy(ref_logp, r, 1.0)
     return slope, covariance(power(ref_logp, alpha), r, ref_logp), integral, change
 
