@@ -17,6 +17,13 @@ Metrics, for a problem with n samples of which c are correct:
     maj@k    draw k of the n samples, majority-vote over their extracted answers (ties broken at random,
              no answer = no vote), averaged over `trials` random k-subsets
     greedy   accuracy of one temperature-0 response
+    cov_r_logp   will sharpening help? Per problem, the sample covariance (1/(n-1)) of r and log pi_ref(y|x) over
+             its n samples, averaged over problems, with a 95% bootstrap interval over problems (_low, _high):
+             the slope d/dalpha E_{pi_ref^alpha}[r] at alpha = 1 (theory.py checks the identity)
+    likeliest@n  accuracy of each problem's sample with the highest log pi_ref: sharpening's limit, argmax pi_ref
+             log pi_ref is the evaluated model's own log-probability of the sample (temperature 1, whole vocabulary,
+             EOS included): each model is its own reference (a training run's final model, not its base model: would
+             sharpening it help?); under a road to p^alpha, p's (the base model's), not the sampler's
     entropy  mean per-token entropy of the distribution sampled from (nan for power sampling: not tracked)
     tokens_per_answer   tokens sampled per answer: the length, or a power-sampling road's whole cost (the MH
              chain, every particle, every future rollout)
@@ -45,7 +52,7 @@ import torch
 
 import rollout
 from family.roads import add_road_options, check_roads, road_of, road_sampler
-from model import use_bf16
+from model import micro_batches, response_logprobs, use_bf16
 from plumbing import checkpoint, distributed, tracking
 from plumbing.loading import load_model, load_tokenizer, pick_device, resolve_model_path
 from plumbing.provenance import problems_checksum
@@ -85,6 +92,65 @@ def maj_at_k(answers, correct, k, rng, trials=1000):
 
 
 # -----------------------------------------------------------------------------
+# will sharpening help? Two predictors from the samples already drawn (the README's "predictor" section)
+#
+# For pi_alpha ∝ pi_ref^alpha, d/dalpha E_{pi_alpha}[r] = Cov_{pi_alpha}(r, log pi_ref) (theory.py checks it), so the
+# covariance under the base model's own samples is the slope at alpha = 1; the likeliest of n samples estimates
+# where sharpening ends, the mode of pi_ref. Neither alone decides: the slope can be 0 while the mode is wrong.
+
+
+def cov_r_logp(scores, logp_ref):
+    """One problem's Cov(r, log pi_ref) = 1/(n - 1) sum_i (r_i - mean r)(log pi_ref(y_i|x) - mean log pi_ref): the
+    unbiased sample covariance (1/(n-1), so its mean over problems estimates E_x Cov_pi(r, log pi_ref) at any n)."""
+    r, logp = np.asarray(scores, float), np.asarray(logp_ref, float)
+    return float(((r - r.mean()) * (logp - logp.mean())).sum() / (len(r) - 1))
+
+
+def likeliest(scores, logp_ref, tolerance=1e-4):
+    """r of the sample with the highest log pi_ref. Samples within `tolerance` nats of the highest tie (the same
+    response scored in two batch rows can differ in float32's last bits): their mean r, a uniform pick's chance."""
+    logp = np.asarray(logp_ref, float)
+    return float(np.asarray(scores, float)[logp >= logp.max() - tolerance].mean())
+
+
+def bootstrap_interval(values, rng, resamples=1000, level=0.95):
+    """Percentile bootstrap of the mean over problems: the (1 - level)/2 and (1 + level)/2 quantiles of the means
+    of `resamples` draws of len(values) problems with replacement."""
+    values = np.asarray(values, float)
+    means = values[rng.integers(len(values), size=(resamples, len(values)))].mean(1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def predictors(records, seed):
+    """likeliest@n and (n > 1) cov_r_logp with its 95% interval (1,000 resamples, seeded by `seed`), from records
+    that hold each sample's log pi_ref ({} from records that do not)."""
+    if not all("logp_ref" in rec for rec in records):
+        return {}
+    n = len(records[0]["scores"])
+    out = {f"likeliest@{n}": float(np.mean([likeliest(rec["scores"], rec["logp_ref"]) for rec in records]))}
+    if n > 1:
+        covs = [cov_r_logp(rec["scores"], rec["logp_ref"]) for rec in records]
+        low, high = bootstrap_interval(covs, np.random.default_rng(seed))
+        out |= {"cov_r_logp": float(np.mean(covs)), "cov_r_logp_low": low, "cov_r_logp_high": high}
+    return out
+
+
+@torch.no_grad()
+def reference_logp(model, roll, rescore, rows=64):
+    """log pi_ref(y|x) = sum_t log pi_ref(y_t | x, y_<t) of each sample (EOS included), pi_ref the evaluated model at
+    temperature 1. The sampler's own log-probs are that when it samples the model as it is, or walks a road (which
+    carries log p, not its proposal's); under another temperature, top-k or top-p (`rescore`) they are the
+    sampling distribution's, and one teacher-forced pass, `rows` samples at a time, scores the samples instead."""
+    if not rescore:
+        return roll.logprobs.sum(-1)
+    logp = torch.zeros_like(roll.logprobs)
+    for index, sequences, attention, response in micro_batches(roll, rows):
+        logp[index, : response.shape[1]] = response_logprobs(model, sequences, attention, response)[0]
+    return logp.sum(-1)
+
+
+# -----------------------------------------------------------------------------
 # sampling and grading (rollout.sample, the same path as training; family/roads.py: the roads to p^alpha)
 
 
@@ -98,10 +164,10 @@ def sample_and_grade(model, tokenizer, rows, grader, n, generator=None, **sampli
     return roll, r, answers, texts, sampled
 
 
-def records_of(rows, n, roll, r, answers, texts, sampled, seconds=None):
+def records_of(rows, n, roll, r, answers, texts, sampled, seconds=None, logp_ref=None):
     """One record per problem: its row, plus its n responses, scores, answers, lengths, truncation flags, mean
     entropies per token (of the distribution sampled from), and its share of the tokens sampled (and of the
-    seconds spent sampling, when timed)."""
+    seconds spent sampling, when timed; and each response's log pi_ref, when given)."""
     lengths, truncated, scores = roll.lengths.tolist(), roll.truncated.tolist(), r.tolist()
     entropy = ((roll.entropy * roll.response_mask).sum(-1) / roll.lengths.clamp(min=1)).tolist()
     return [
@@ -115,6 +181,7 @@ def records_of(rows, n, roll, r, answers, texts, sampled, seconds=None):
             entropy=entropy[i * n : (i + 1) * n],
             sampled=sampled / len(rows),
             **({} if seconds is None else dict(seconds=seconds / len(rows))),
+            **({} if logp_ref is None else dict(logp_ref=logp_ref[i * n : (i + 1) * n].tolist())),
         )
         for i, row in enumerate(rows)
     ]
@@ -132,6 +199,7 @@ def summarize(records, greedy=None, trials=1000, seed=0):
         out[f"maj@{k}"] = float(np.mean([maj_at_k(rec["answers"], rec["scores"], k, rng, trials) for rec in records]))
     if greedy is not None:
         out["greedy"] = float(np.mean([rec["scores"][0] for rec in greedy]))
+    out |= predictors(records, seed)
     out["length"] = float(np.mean([np.mean(rec["lengths"]) for rec in records]))
     out["entropy"] = float(np.mean([np.mean(rec["entropy"]) for rec in records]))  # nats per token (nan: not tracked)
     out["tokens_per_answer"] = float(np.mean([rec["sampled"] for rec in records]) / n)  # the inference cost
@@ -166,13 +234,15 @@ def evaluate_model(path, args, dist):
     sampling = options.sampling_settings(args, args.batch_size)  # the sampler --plain-rollout picks, as in training
     drawn = road_sampler(args, sampling["sampler"], model.config.vocab_size)  # or a road to p^alpha around it
     gen = torch.Generator(dist.device).manual_seed(args.seed + dist.rank)
+    rescore = road_of(args) is None and (args.temperature, args.top_k, args.top_p) != (1.0, 0, 1.0)  # see reference_logp
     records = []
     per_call = max(1, args.batch_size // args.n)  # problems per call: one batch of samples in memory at a time
     for i in range(0, len(mine), per_call):
         chunk = mine[i : i + per_call]
         start = time.perf_counter()
         sampled = sample_and_grade(model, tokenizer, chunk, grader, args.n, gen, **dict(sampling, sampler=drawn))
-        records += records_of(chunk, args.n, *finite_samples(sampled, path), seconds=time.perf_counter() - start)
+        seconds, sampled = time.perf_counter() - start, finite_samples(sampled, path)
+        records += records_of(chunk, args.n, *sampled, seconds=seconds, logp_ref=reference_logp(model, sampled[0], rescore))
     greedy = sample_and_grade(model, tokenizer, mine, grader, 1, **dict(sampling, temperature=0.0))
     greedy = records_of(mine, 1, *finite_samples(greedy, path))
     records, greedy = dist.gather_lists(records), dist.gather_lists(greedy)

@@ -28,7 +28,8 @@ by enumeration (the paper's section 2.3):
 Each optimum is compared with the trained policy by three measures: total variation
 TV(p, q) = 1/2 sum_y |p(y) - q(y)|, expected length, and accuracy. Three exact checks follow, with no
 training: the short-response bias of pi_ref^alpha, the fixed-length control (EOS ignored), and the
-covariance condition under which sharpening raises accuracy.
+covariance condition under which sharpening raises accuracy, d/dalpha E_{pi_ref^alpha}[r] = Cov_{pi_ref^alpha}(r,
+log pi_ref), checked numerically (a finite difference, and the integral from 1 to alpha by quadrature).
 
     python theory.py          # about 15 s on one CPU core
 """
@@ -36,6 +37,7 @@ covariance condition under which sharpening raises accuracy.
 import itertools
 import time
 
+import numpy as np
 import torch
 
 from loss import group_advantages, policy_loss, token_weights
@@ -157,6 +159,29 @@ def tv(p, q):
 
 def covariance(p, x, y):
     return (p * x * y).sum().item() - (p * x).sum().item() * (p * y).sum().item()  # Cov_p(x, y)
+
+
+def power_accuracy(ref_logp, r, alpha):
+    return (power(ref_logp, alpha) * r).sum().item()  # E_{pi_ref^alpha}[r]
+
+
+IDENTITY_ALPHAS = (0.5, 1, 1.25, 2, 4, 8)  # the paper grid's tempered alphas, and 8
+
+
+def covariance_identity(ref_logp, r, alpha, h=1e-4, nodes=32):
+    """
+    d/dalpha E_{pi_alpha}[r] = Cov_{pi_alpha}(r, log pi_ref), pi_alpha ∝ pi_ref^alpha, checked at one alpha in float64:
+    (the central difference [E_{alpha+h}[r] - E_{alpha-h}[r]] / 2h, error O(h^2); the covariance; its integral
+    int_1^alpha Cov_{pi_s}(r, log pi_ref) ds by Gauss-Legendre quadrature on `nodes` nodes; the accuracy change
+    E_alpha[r] - E_1[r], which the integral must equal).
+    """
+    ref_logp, r = ref_logp.double(), r.double()
+    slope = (power_accuracy(ref_logp, r, alpha + h) - power_accuracy(ref_logp, r, alpha - h)) / (2 * h)
+    x, w = np.polynomial.legendre.leggauss(nodes)  # nodes and weights on [-1, 1]
+    s = 1 + (alpha - 1) * (x + 1) / 2  # mapped onto [1, alpha]: ds = (alpha - 1) / 2 dx
+    integral = (alpha - 1) / 2 * sum(wi * covariance(power(ref_logp, si), r, ref_logp) for si, wi in zip(s, w)) + 0.0  # not -0
+    change = power_accuracy(ref_logp, r, alpha) - power_accuracy(ref_logp, r, 1.0)
+    return slope, covariance(power(ref_logp, alpha), r, ref_logp), integral, change
 
 
 # -----------------------------------------------------------------------------
@@ -340,6 +365,16 @@ def main():
             f"{name:15s} | {covariance(p, rr, ref_logp):22.3f} | {accs[0]:10.3f} | {accs[1]:12.3f} | {accs[2]:12.3f} | "
             f"{accs[3]:13.3f}"
         )
+    # The identity, numerically: the slope against the covariance, and its integral against the accuracy change.
+    # At alpha = 1 the covariance is evaluate.py's cov_r_logp, measured on a model's own samples.
+    print(
+        "\ncorrect set     | alpha | dE/dalpha (finite diff.) | Cov_alpha(r, log pi_ref) | int_1^alpha Cov ds | E_alpha[r] - E_1[r]"
+    )
+    for name, rule in (("likely (top 8)", correct_likely(answer(tokens), ref_logp)), ("long, ends in a", correct_long)):
+        rr = scores(answer(tokens), rule)
+        for alpha in IDENTITY_ALPHAS:
+            slope, cov, integral, change = covariance_identity(ref_logp, rr, alpha)
+            print(f"{name:15s} | {alpha:5g} | {slope:24.9f} | {cov:24.9f} | {integral:18.12f} | {change:19.12f}")
     print(f"\n{time.time() - t_start:.1f} s")
 
 
