@@ -35,10 +35,10 @@ DEFAULTS = {
         eval_problems=256,
         save_every=20,
     ),
-    "arith": dict(  # SmolLM2-135M on a laptop CPU: the few-shot prompt is 115 tokens, answers about 20
-        steps=40,
+    "arith": dict(  # SmolLM2-135M on a laptop CPU (run_real.sh): few-shot prompts of 115 tokens, answers of ~20
+        steps=30,
         prompts_per_step=4,
-        lr=2e-5,
+        lr=1e-5,
         warmup=1,
         max_new_tokens=48,
         micro_batch=32,
