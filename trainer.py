@@ -235,6 +235,7 @@ class Run:
         if args.resume:
             self.restore(path, state)
         self.bar = None  # the progress bar, once steps() runs
+        self.batch = None  # the last step's samples, shown at the next evaluation (show_samples)
         self.take_over_the_folder()  # --overwrite clears the old run only now, with everything above found good
         self.tracker = tracking.start(args.report_to, args.out, args.out, vars(args)) if dist.is_main else None
 
@@ -325,7 +326,7 @@ class Run:
         """A few held-out responses and the last step's group, to samples.jsonl and --report-to (rank 0's)."""
         if not self.dist.is_main:
             return
-        if getattr(self, "batch", None) is not None:  # the step just taken (a run's or a --resume's first evaluation has none)
+        if self.batch is not None:  # the step just taken (a run's or a --resume's first evaluation has none)
             roll, answers, r, R = self.batch
             group = [self.problems[0]] * self.args.group_size
             shown += samples.rows(step, "train", self.tokenizer, roll, group, answers, r, R)

@@ -59,6 +59,13 @@ def not_ours(path):
     return None
 
 
+def umask():
+    """The process's file-mode mask (os.umask sets it as it reads it: set it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def replaced_atomically(path, mode="w"):
     """A file to write in place of `path`, whole or not at all: a temporary file of a name no one else uses, beside
@@ -69,6 +76,7 @@ def replaced_atomically(path, mode="w"):
             yield f
             f.flush()
             os.fsync(f.fileno())
+            os.fchmod(f.fileno(), 0o666 & ~umask())  # what open() would have made (mkstemp makes 0600: private)
         os.replace(tmp, path)
     except BaseException:
         os.remove(tmp)
