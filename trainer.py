@@ -3,8 +3,9 @@ The plumbing of train_task.py and train_sharpen.py, each piece behind a one-line
 the algorithm: sampling, the reward, the loss, the optimizer (each script builds its own) and the update are
 their lines. Safe to skip on a first read. What it does decide about the learning: which prompts each step sees
 (a seeded shuffle of the training set per epoch; prompts too long for the model dropped), the seed of each step's
-samples, the prompt template (the dataset's, unless --template), and on a GPU a bf16 pi_ref (its log-probs, and
-so the sharpening rewards, are bf16's).
+samples, the prompt template (the dataset's, unless --template), on a GPU a bf16 pi_ref (its log-probs, and so
+the sharpening rewards, are bf16's), and under --bf16 and --share-prompts how the forward passes are computed
+(configure: bf16 autocast on a CPU too; each distinct prompt once).
 
     parser        the shared options, each checked against its range when parsed
     Run(parser, optimizer)

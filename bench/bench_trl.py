@@ -4,7 +4,7 @@
                    samples, at most 48 new tokens, lr 3e-4, ours in micro-batches of 32 sorted by length
     --task arith   the real model SmolLM2-135M-Instruct (--model smollm2, the GGUF wheel) on the arith task
                    (tasks/arith.py, a 115-token few-shot prompt through its chat template): 4 prompts x 8 samples,
-                   at most 48 new tokens, lr 2e-5, ours in one micro-batch of 32
+                   at most 48 new tokens, lr 1e-5 (the trainers' arith default), ours in one micro-batch of 32
 
 Both take the same step: temperature 1 (no top-k, no top-p), reward = the task's correctness (the repo's
 grader for both), no KL term and so no reference model in the loss, AdamW, gradients clipped to norm 1, one
@@ -59,7 +59,7 @@ from rewards import TaskGrader  # noqa: E402
 from tasks.data import build_prompt, default_template, load_problems  # noqa: E402
 
 # workload: (dataset, --model, prompts per step, group size, new tokens, lr, our micro-batch)
-WORKLOADS = {"toy": ("toy", None, 16, 8, 48, 3e-4, 32), "arith": ("arith", "smollm2", 4, 8, 48, 2e-5, 32)}
+WORKLOADS = {"toy": ("toy", None, 16, 8, 48, 3e-4, 32), "arith": ("arith", "smollm2", 4, 8, 48, 1e-5, 32)}
 
 
 SCRIPT = os.path.join(ROOT, "train_task.py")

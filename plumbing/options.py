@@ -22,7 +22,8 @@ if ROOT in (_main, os.path.dirname(_main)):  # one of our scripts: python train_
     signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
 
 # The settings that depend on the task. Real models: the paper's (arXiv 2604.16259, appendix). The toy: what
-# trains its 0.42M-parameter model on a CPU in about a minute. The one home of the token budgets.
+# trains its 0.42M-parameter model on a CPU in about a minute. arith: the real SmolLM2-135M on a CPU (run_real.sh;
+# the lr searched, the README says how). The one home of the token budgets.
 DEFAULTS = {
     "toy": dict(
         steps=60,

@@ -1,6 +1,6 @@
 """
 model.response_logprobs with each distinct prompt through the decoder once (`--share-prompts`): the same
-log-probs and gradients (up to float rounding: tests/test_shared_prompts.py), fewer tokens computed.
+log-probs and gradients (up to float rounding: tests/test_precision_and_sharing.py), fewer tokens computed.
 
 A group's G samples share their prompt, and the plain pass recomputes that prompt G times, for the no-grad
 scoring passes and for the forward and backward of the update. When prompts are long against responses (a
