@@ -10,7 +10,8 @@ Both take the same step: temperature 1 (no top-k, no top-p), reward = the task's
 grader for both), no KL term and so no reference model in the loss, AdamW, gradients clipped to norm 1, one
 optimizer step per batch of samples, without activation checkpointing. Precision: float32 on both sides by
 default (TRL's GPU-minded default, bf16, turned off); with --bf16, bf16 autocast on both sides (TRL's bf16=True;
-ours --bf16, and --share-prompts, each distinct prompt scored once: what run_real.sh trains with). TRL runs all
+ours --bf16). --share-prompts gives ours its option of that name (each distinct prompt scored once; TRL has no
+such option): run_real.sh trains with --bf16 --share-prompts. TRL runs all
 sequences in one forward/backward pass (per_device_train_batch_size = the batch).
 
 What each side does per step (everything between two steps is timed, nothing is left out):
@@ -33,7 +34,7 @@ of TRL's on_step_begin, and each TRL step is timed from one on_step_begin to the
 data loading count). The first --warmup steps of each are not counted; the medians of the rest are.
 
     pip install trl        # for this benchmark only: the repo itself never imports it
-    python bench/bench_trl.py [--task toy|arith] [--bf16] [--steps 5] [--warmup 2] [--threads 1]
+    python bench/bench_trl.py [--task toy|arith] [--bf16] [--share-prompts] [--steps 5] [--warmup 2] [--threads 1]
 
 One CPU thread by default, for both: on a small shared machine several threads per process spin-wait
 against each other and the timings become noise.
@@ -65,7 +66,7 @@ WORKLOADS = {"toy": ("toy", None, 16, 8, 48, 3e-4, 32), "arith": ("arith", "smol
 SCRIPT = os.path.join(ROOT, "train_task.py")
 
 
-def our_trainer(out, work, bf16):
+def our_trainer(out, work, bf16, share_prompts):
     """train_task.py's own setup on the workload: (the names it defines, run included; the body of its loop,
     compiled: one RL step for the `step` in the names)."""
     dataset, model, prompts, group, tokens, lr, micro_batch = work
@@ -75,7 +76,8 @@ def our_trainer(out, work, bf16):
     argv = ["--dataset", dataset, "--device", "cpu", "--out", out, "--group-size", str(group), "--prompts-per-step", str(prompts)]
     argv += ["--max-new-tokens", str(tokens), "--lr", str(lr), "--micro-batch", str(micro_batch)]
     argv += ["--model", model] if model else []
-    argv += ["--bf16", "--share-prompts"] if bf16 else []
+    argv += ["--bf16"] if bf16 else []
+    argv += ["--share-prompts"] if share_prompts else []
     argv += ["--steps", "1000", "--eval-every", "1000", "--save-every", "1000"]  # no evaluation, no checkpoint
     names, saved = {"__doc__": "bench"}, sys.argv
     sys.argv = [SCRIPT, *argv]
@@ -216,7 +218,8 @@ def main():
     p.add_argument("--warmup", type=int, default=2, help="untimed steps of each trainer first")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--task", choices=WORKLOADS, default="toy")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast on both sides (ours: --bf16 --share-prompts)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast on both sides (ours: --bf16)")
+    p.add_argument("--share-prompts", action="store_true", help="ours with --share-prompts (TRL has no such option)")
     args = p.parse_args()
     try:
         import trl
@@ -226,14 +229,14 @@ def main():
     total = args.warmup + args.steps
     with tempfile.TemporaryDirectory() as tmp:
         work = WORKLOADS[args.task]
-        turns = take_turns_callback(our_trainer(os.path.join(tmp, "ours"), work, args.bf16), total)
+        turns = take_turns_callback(our_trainer(os.path.join(tmp, "ours"), work, args.bf16, args.share_prompts), total)
         # One TRL step more than timed: a TRL step's time ends where the next one begins.
         trl_trainer(os.path.join(tmp, "trl"), total + 1, turns, work, args.bf16).train()
     ours, theirs = turns.ours[args.warmup :], turns.trl[args.warmup : total]
     part = {k: statistics.median(o[k] for o in ours) for k in ours[0]}
     print(
         f"RL step on the {args.task} task: {work[2]} prompts x {work[3]} samples, <= {work[4]} new tokens, "
-        f"{'bf16 autocast (ours: --bf16 --share-prompts)' if args.bf16 else 'float32'}, CPU, "
+        f"{'bf16 autocast' if args.bf16 else 'float32'}{', ours with --share-prompts' if args.share_prompts else ''}, CPU, "
         f"{torch.get_num_threads()} thread(s); TRL {trl.__version__}; median of {len(ours)} steps after {args.warmup} warm-up"
     )
     print(f"  ours {part['total']:7.2f} s/step   (each: {seconds(o['total'] for o in ours)})")
