@@ -52,8 +52,9 @@ import torch
 
 import rollout
 from family.roads import add_road_options, check_roads, road_of, road_sampler
-from model import load_model, load_tokenizer, micro_batches, pick_device, resolve_model_path, response_logprobs
+from model import micro_batches, response_logprobs, use_bf16
 from plumbing import checkpoint, distributed, tracking
+from plumbing.loading import load_model, load_tokenizer, pick_device, resolve_model_path
 from plumbing.provenance import problems_checksum
 from plumbing.run_folder import read_log
 from plumbing.tables import check_out, compare_runs, figures_of, is_run, model_path_of, read_tables, training_cost, write_results
@@ -221,6 +222,8 @@ def evaluate_model(path, args, dist):
     template = check_template(args.template or default_template(args.dataset))
     tokenizer = load_tokenizer(path)
     model = load_model(path, dist.device)
+    if args.bf16:
+        use_bf16(model)
     rows = drop_long_prompts(rows, tokenizer, template, model.config, args.max_new_tokens, args.dataset)
     dist.check_share(len(rows), f"--dataset {args.dataset}" + (f" --limit {args.limit}" if args.limit else ""))
     probe = rows[0]["prompt_ids"]  # a fixed prompt whose logits must be finite: a diverged model is refused
@@ -332,7 +335,7 @@ def track(results, args):
 
 def parser():
     p = options.Parser(__doc__)
-    p.add("--model", help="hub id or folder (default: the toy model of a toy dataset)")
+    p.add("--model", help="hub id, folder, .gguf file, or smollm2 (default: the toy model of a toy dataset)")
     p.add("--compare", nargs="+", metavar="NAME=PATH", help="evaluate several models/runs side by side")
     p.add("--dataset", default="toy", help="short name (toy, math500, gsm8k, ...) or a local file")
     p.add("--split", default="test")
@@ -349,6 +352,7 @@ def parser():
     )
     options.sampling_options(p)
     p.add("--batch-size", type=options.COUNT, default=256, help="sequences per rollout call")
+    p.add("--bf16", action="store_true", help="bf16 autocast on a CPU too, as on CUDA (2-3x faster on CPUs with bf16 units)")
     p.add("--template", help="prompt template with {problem} (default: the dataset's)")
     p.add("--grader", default="builtin", choices=("builtin", "math_verify"))
     p.add("--trials", type=options.COUNT, default=1000, help="random k-subsets per problem for maj@k")

@@ -7,7 +7,7 @@ Advantages (one number per response, the same for all its tokens):
     leave-one-out (the paper, RLOO):  A_i = R_i - 1/(G-1) * sum_{j != i} R_j
     group mean (GRPO, Dr. GRPO):       A_i = R_i - mean_j R_j
     + std normalisation (GRPO):        A_i <- A_i / (std_j R_j + eps)
-The baseline never uses R_i itself, so leave-one-out is an unbiased estimate of the policy gradient. A
+The leave-one-out baseline never uses R_i itself, so it leaves the policy gradient unbiased. A
 group whose rewards are all equal has A = 0: it teaches nothing (logged as `zero_std_groups`).
 
 Per-token loss, with l_t = log pi_theta(y_t | x, y_<t):

@@ -1,83 +1,21 @@
 """
-Models: load any Hugging Face causal LM (hub id or local folder), make the frozen reference copy, score
-tokens under a model without ever holding the full-vocabulary logits of a whole batch.
-
-The embedded default models live in toy_models/<variant>/ (built by build_toy.py) and load exactly like
-a hub model: `--model toy_models/toy` and `--model Qwen/Qwen2.5-3B-Instruct` take the same code path.
+The model side of one RL step: the frozen reference copy pi_ref, the precision of every forward pass, the tokens
+that end a response, and per-token log-probs of sampled responses, computed without ever holding the
+full-vocabulary logits of a whole batch. (Loading a model from what --model names: plumbing/loading.py.)
 
 Precision: on CUDA the policy keeps fp32 master weights and runs its forward passes under bf16 autocast.
 Plain bf16 weights would silently swallow the paper's lr=1e-6 AdamW updates (bf16 has 8 bits of mantissa,
-so w + 1e-6*w rounds back to w). The frozen reference model is stored in bf16. On CPU everything is fp32.
+so w + 1e-6*w rounds back to w). The frozen reference model is stored in bf16. On a CPU everything is fp32,
+unless --bf16 asks for the same autocast there (use_bf16): on a CPU with bf16 matrix units (avx512_bf16, AMX)
+its matrix products run 2-3 times faster, and the log-probs move by a few hundredths of a nat (tested).
 """
 
 import contextlib
 import copy
-import os
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
-from tasks.toytask import is_toy
-
-TOY_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy_models")
-
-
-# -----------------------------------------------------------------------------
-# loading
-
-
-def pick_device(name=None):
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def resolve_model_path(name, dataset=None):
-    """No --model: the embedded toy model that matches a toy dataset."""
-    if name:
-        return name
-    if dataset and is_toy(dataset):
-        return os.path.join(TOY_MODELS, dataset)
-    raise SystemExit(
-        f"--model is required for dataset {dataset!r} (a hub id such as Qwen/Qwen2.5-0.5B-Instruct or a local folder)"
-    )
-
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model")
-
-
-def load_tokenizer(path):
-    # transformers builds an empty one-token tokenizer from a folder without tokenizer files: refuse that here
-    if os.path.isdir(path) and not any(os.path.exists(os.path.join(path, f)) for f in TOKENIZER_FILES):
-        raise SystemExit(
-            f"error: {path} has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...): copy them "
-            f"from the base model's folder"
-        )
-    try:
-        tok = AutoTokenizer.from_pretrained(path)
-    except Exception as err:  # a folder's tokenizer.json or config.json damaged, a hub id offline, ...
-        raise SystemExit(
-            f"error: could not load tokenizer {path!r}: expected a hub id or a local folder with whole tokenizer files "
-            f"and config.json ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-        ) from None
-    # Rollouts left-pad prompts, so a pad id is needed; EOS is the conventional stand-in.
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    tok.padding_side = "left"
-    return tok
-
-
-def load_model(path, device, dtype=torch.float32):
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except Exception as err:  # a missing folder, a weights file cut short (SafetensorError), a foreign pickle, ...
-        raise SystemExit(
-            f"error: could not load model {path!r}: expected a hub id or a local folder with config.json and whole "
-            f"weights ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-        ) from None
-    return model.to(device)
 
 
 @torch.no_grad()
@@ -87,10 +25,19 @@ def frozen_copy(model, dtype=None):
     return ref.to(dtype) if dtype is not None else ref
 
 
-def autocast(device):
-    """bf16 autocast on CUDA (fp32 master weights), plain fp32 elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def use_bf16(model):
+    """--bf16: this model's forward passes run under bf16 autocast on a CPU too (its weights stay as they are)."""
+    if model.device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        raise SystemExit("error: --bf16: this CPU has no bf16 instructions (avx512_bf16 or AMX): it would be slower, not faster")
+    model.bf16_autocast = True  # read by autocast(); copied with the model (frozen_copy)
+    return model
+
+
+def autocast(model):
+    """The precision of `model`'s forward passes: bf16 autocast on CUDA (fp32 master weights) and under --bf16,
+    plain fp32 elsewhere."""
+    if model.device.type == "cuda" or getattr(model, "bf16_autocast", False):
+        return torch.autocast(model.device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -140,29 +87,36 @@ def response_logprobs(model, sequences, attention_mask, response_mask, chunk_ele
     """
     if hasattr(model, "sharded_scorer"):  # --fsdp: the pass runs inside FSDP's root unit (sharding.py)
         return model.sharded_scorer(sequences, attention_mask, response_mask, chunk_elements=chunk_elements, entropy=entropy)
-    return _response_logprobs(model, sequences, attention_mask, response_mask, chunk_elements, entropy)
+    # --share-prompts: plumbing/shared_prompts.py's pass, the same log-probs with each distinct prompt computed once
+    score = getattr(model, "scorer", _response_logprobs)
+    return score(model, sequences, attention_mask, response_mask, chunk_elements, entropy)
 
 
 def _response_logprobs(model, sequences, attention_mask, response_mask, chunk_elements=2**26, entropy=False):
     width = response_mask.shape[1]
-    decoder, head = model.get_decoder(), model.get_output_embeddings()
-    with autocast(model.device):
-        hidden = decoder(
+    with autocast(model):
+        hidden = model.get_decoder()(
             input_ids=sequences, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask)
         ).last_hidden_state
     # The hidden state at position p predicts token p+1: the response tokens are predicted by [P-1, P+R-1).
-    hidden = hidden[:, -width - 1 : -1][response_mask]
-    targets = sequences[:, -width:][response_mask]
+    return head_logprobs(model, hidden[:, -width - 1 : -1], sequences[:, -width:], response_mask, chunk_elements, entropy)
+
+
+def head_logprobs(model, hidden, targets, response_mask, chunk_elements=2**26, entropy=False):
+    """log pi(y_t) [B, R] of the tokens `targets` [B, R] from the decoder's hidden states [B, R, H] that predict
+    them, over the positions of response_mask (and their entropies): the output head in vocabulary chunks."""
+    hidden, targets = hidden[response_mask], targets[response_mask]
+    head = model.get_output_embeddings()
     softcap = getattr(model.config, "final_logit_softcapping", None)
     rows = max(1, chunk_elements // head.out_features)
     token_logp, token_entropy = [], []
     for i in range(0, hidden.shape[0], rows):
         args = (head, hidden[i : i + rows], targets[i : i + rows], softcap, entropy)
-        with autocast(model.device):
+        with autocast(model):
             lp, ent = checkpoint(_logprob_chunk, *args, use_reentrant=False) if torch.is_grad_enabled() else _logprob_chunk(*args)
         token_logp.append(lp)
         token_entropy.append(ent)
-    zeros = torch.zeros(response_mask.shape, dtype=torch.float32, device=sequences.device)
+    zeros = torch.zeros(response_mask.shape, dtype=torch.float32, device=targets.device)
     out_logp = zeros.masked_scatter(response_mask, torch.cat(token_logp))
     return out_logp, zeros.masked_scatter(response_mask, torch.cat(token_entropy)) if entropy else None
 

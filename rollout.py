@@ -12,8 +12,8 @@ loop also shows there is no magic: a language model samples by calling its forwa
 `rollout` is the reference. fast_rollout.py is its faster twin (a written-out decoding step, a preallocated cache,
 finished rows dropped from the batch): same signature, and on CPU the same samples (tested); on a GPU the two
 can differ in the last bits of a logit, and so, rarely, in a token. `sample` runs either one (the caller hands it
-in: the trainers choose in one place, trainer.py) over a list of prompts, a batch at a time, and decodes the
-responses.
+in: training and evaluation choose in one place, plumbing/options.py's sampling_settings) over a list of prompts,
+a batch at a time, and decodes the responses.
 """
 
 from dataclasses import dataclass
@@ -157,7 +157,7 @@ def sample(
     eos, pad = eos_ids(tokenizer, model), tokenizer.pad_token_id
     parts = []
     for i in range(0, len(prompts), batch_size):
-        with autocast(model.device):
+        with autocast(model):
             batch = prompts[i : i + batch_size]
             parts.append(sampler(model, batch, max_new_tokens, eos, pad, temperature, top_k, top_p, ignore_eos, generator))
     model.train(training)

@@ -20,12 +20,13 @@ trainers differ only in their reward: `diff train_sharpen.py train_task.py` show
 
 The learning settings that depend on the task (plumbing/options.py DEFAULTS; --help lists every option):
 
-                          the toy: a CPU, a minute   real models: the paper's
-    --lr                  3e-4                       1e-6                      AdamW, built below
-    --warmup              5                          50                        steps from 0.1 x lr up to lr
-    --steps               60                         500                       one update each
-    --prompts-per-step    16                         32                        x --group-size 8 samples each
-    --max-new-tokens      48                         2048                      tokens per response, at most
+                          the toy         arith            the paper's
+                          (a CPU, 1 min)  (SmolLM2, CPU)   (real models)
+    --lr                  3e-4            1e-5             1e-6        AdamW, built below
+    --warmup              5               1                50          steps from 0.1 x lr up to lr
+    --steps               60              30               500         one update each
+    --prompts-per-step    16              4                32          x --group-size 8 samples each
+    --max-new-tokens      48              48               2048        tokens per response, at most
 
     python train_sharpen.py                                    # the toy task on a CPU, about a minute
     python train_sharpen.py --fixed-length                     # the paper's control: EOS ignored

@@ -3,8 +3,9 @@ The plumbing of train_task.py and train_sharpen.py, each piece behind a one-line
 the algorithm: sampling, the reward, the loss, the optimizer (each script builds its own) and the update are
 their lines. Safe to skip on a first read. What it does decide about the learning: which prompts each step sees
 (a seeded shuffle of the training set per epoch; prompts too long for the model dropped), the seed of each step's
-samples, the prompt template (the dataset's, unless --template), and on a GPU a bf16 pi_ref (its log-probs, and
-so the sharpening rewards, are bf16's).
+samples, the prompt template (the dataset's, unless --template), on a GPU a bf16 pi_ref (its log-probs, and so
+the sharpening rewards, are bf16's), and under --bf16 and --share-prompts how the forward passes are computed
+(configure: bf16 autocast on a CPU too; each distinct prompt once).
 
     parser        the shared options, each checked against its range when parsed
     Run(parser, optimizer)
@@ -32,8 +33,9 @@ from tqdm import tqdm
 
 import rollout
 from loss import AGGREGATIONS, BASELINES
-from model import frozen_copy, load_model, load_tokenizer, micro_batches, pick_device, resolve_model_path, response_logprobs
-from plumbing import checkpoint, distributed, options, sharding, stopping, tracking
+from model import frozen_copy, micro_batches, response_logprobs, use_bf16
+from plumbing import checkpoint, distributed, options, samples, sharding, shared_prompts, stopping, tracking
+from plumbing.loading import load_model, load_tokenizer, pick_device, resolve_model_path
 from plumbing.run_folder import RunFolder
 from rewards import NORMALIZATIONS, TaskGrader
 from tasks.data import check_template, default_template, drop_long_prompts, load_or_exit
@@ -43,8 +45,8 @@ MAX_BAD_STEPS = 3  # consecutive non-finite steps before a run is stopped
 
 def parser(description, out):
     p = options.Parser(description)
-    p.add("--model", help="hub id or folder (default: the toy model of a toy dataset)")
-    p.add("--dataset", default="toy", help="training set: toy, toy-aligned, math_lighteval, deepscaler, gsm8k, or a file")
+    p.add("--model", help="hub id, folder, .gguf file, or smollm2 (default: the toy model of a toy dataset)")
+    p.add("--dataset", default="toy", help="training set: toy, toy-aligned, arith, math_lighteval, deepscaler, gsm8k, or a file")
     p.add("--eval-dataset", help="in-training evaluation set (default: the training set's test split)")
     p.add("--question-key", help="question column of a local data file")
     p.add("--answer-key", help="answer column of a local data file")
@@ -76,6 +78,16 @@ def parser(description, out):
     p.add("--gradient-checkpointing", action="store_true")
     p.add("--ref-on-cpu", action="store_true", help="keep the reference model in CPU memory between uses")
     p.add(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast on a CPU too, as on CUDA: 2-3x faster matrix products on CPUs with bf16 units",
+    )
+    p.add(
+        "--share-prompts",
+        action="store_true",
+        help="score each distinct prompt once, not once per sample (shared_prompts.py): the same log-probs, fewer tokens",
+    )
+    p.add(
         "--fsdp",
         action="store_true",
         help="shard the policy and the reference over the ranks with torch's FSDP2 (sharding.py): 1/N of the weights, "
@@ -106,6 +118,15 @@ def load_data(args):
     keys = dict(question_key=args.question_key, answer_key=args.answer_key)
     train = load_or_exit(args.dataset, "train", seed=args.seed, **keys)
     return train, load_or_exit(args.eval_dataset or args.dataset, "test", args.eval_problems, args.seed, **keys)
+
+
+def configure(model, args):
+    """A freshly loaded model (the policy; its frozen copy pi_ref inherits this) as --bf16 and --share-prompts ask."""
+    if args.bf16:
+        use_bf16(model)
+    if args.share_prompts:
+        shared_prompts.enable(model)
+    return model
 
 
 def step_metrics(dist, G, lr, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0):
@@ -173,6 +194,8 @@ class Run:
             args = self.folder.resumed_config(args, parser)
         self.args = args = options.fill_task_defaults(args)
         tracking.require(args.report_to)  # a missing package stops every rank before anything loads
+        if args.share_prompts and args.fsdp:
+            raise SystemExit("error: --share-prompts does not combine with --fsdp: choose one")
         if args.prompts_per_step % dist.world:
             raise SystemExit(f"error: --prompts-per-step {args.prompts_per_step} must be divisible by the {dist.world} ranks")
         self.template = check_template(args.template or default_template(args.dataset))
@@ -186,7 +209,7 @@ class Run:
         args.model = resolve_model_path(args.model, args.dataset)
         self.folder.check_model(args)  # a run folder, or (--resume) the run's model gone: one line, before loading
         self.tokenizer = load_tokenizer(args.model)
-        base = load_model(args.model, dist.device)
+        base = configure(load_model(args.model, dist.device), args)
         fit = (base.config, args.max_new_tokens)  # each row gets its prompt's token ids
         self.train_rows = drop_long_prompts(train, self.tokenizer, self.template, *fit, "training set")
         self.eval_rows = drop_long_prompts(held_out, self.tokenizer, eval_template, *fit, "evaluation set")
@@ -202,7 +225,7 @@ class Run:
         self.sampling = options.sampling_settings(args, args.rollout_batch)  # rollout.sample's settings
         # A fixed prompt whose logits must stay finite before a model is saved (check_parameters)
         self.probe = torch.tensor([self.eval_rows[0]["prompt_ids"]], device=dist.device)
-        self.policy = (load_model(path, dist.device) if args.resume else base).train()
+        self.policy = (configure(load_model(path, dist.device), args) if args.resume else base).train()
         if args.gradient_checkpointing:
             self.policy.activation_checkpointing_enable()
         if args.fsdp:
@@ -213,6 +236,7 @@ class Run:
         if args.resume:
             self.restore(path, state)
         self.bar = None  # the progress bar, once steps() runs
+        self.batch = None  # the last step's samples, shown at the next evaluation (show_samples)
         self.take_over_the_folder()  # --overwrite clears the old run only now, with everything above found good
         self.tracker = tracking.start(args.report_to, args.out, args.out, vars(args)) if dist.is_main else None
 
@@ -235,7 +259,8 @@ class Run:
         for i in range(step * n, (step + 1) * n):
             epoch, j = divmod(i, len(rows))
             picked.append(rows[epoch_order(self.args.seed, epoch, len(rows))[j]])
-        return picked[self.dist.rank :: self.dist.world]
+        self.problems = picked[self.dist.rank :: self.dist.world]  # the first one's group goes to samples.jsonl
+        return self.problems
 
     def generator(self, step, stream=0):
         """A generator seeded by (seed, step, rank, stream): a resumed run draws what an uninterrupted one would
@@ -268,6 +293,7 @@ class Run:
         lr = self.sched.get_last_lr()[0]
         m = step_metrics(self.dist, self.args.group_size, lr, roll, r, R, ref_logp, logp, entropy, answers, loss, grad_norm, t0)
         self._stop_unless(math.isfinite(m["loss"]), "the loss is not finite: the run diverged (a lower --lr may help)")
+        self.batch = (roll, answers, r, R)  # its first group goes to samples.jsonl at the next evaluation
         return m
 
     def log(self, step, metrics):
@@ -292,9 +318,24 @@ class Run:
             )
         why = "the policy's logits are not finite: the run diverged (a lower --lr may help)"
         self._stop_unless(torch.isfinite(roll.logprobs).all(), why)  # a NaN or +inf logit: the sampled token's log-prob is NaN
-        r, _ = self.eval_grader.grade(texts, [x["answer"] for x in rows], self.policy.device)
+        r, answers = self.eval_grader.grade(texts, [x["answer"] for x in rows], self.policy.device)
+        self.show_samples(step, samples.rows(step, "eval", self.tokenizer, roll, rows[: samples.SHOWN], answers, r))
         n = d.sum(len(r)).item()
         return {"eval_accuracy": d.sum(r.sum()).item() / n, "eval_length": d.sum(roll.lengths.sum()).item() / n}
+
+    def show_samples(self, step, shown):
+        """A few held-out responses and the last step's group, to samples.jsonl and --report-to (rank 0's)."""
+        if not self.dist.is_main:
+            return
+        if self.batch is not None:  # the step just taken (a run's or a --resume's first evaluation has none)
+            roll, answers, r, R = self.batch
+            group = [self.problems[0]] * self.args.group_size
+            shown += samples.rows(step, "train", self.tokenizer, roll, group, answers, r, R)
+            self.batch = None
+        for row in shown:
+            self.folder.log(row, self.folder.samples_path)
+        if self.tracker is not None:
+            self.tracker.samples(step, shown)
 
     # -------------------------------------------------------------------------
     # safekeeping: what keeps a run's work safe, skippable on a first read

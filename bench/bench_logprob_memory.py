@@ -101,7 +101,7 @@ def child(args):
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset VmHWM to the current resident size
     start = time.perf_counter()
-    with autocast(device):
+    with autocast(model):
         logp = VARIANTS[args.child](model, *batch)
     (-logp.sum()).backward()
     if device.type == "cuda":

@@ -6,15 +6,19 @@ produced, up to and including EOS (the padding `generate` appends after a row st
 The contenders alternate inside one process, after one warm-up call each, and the table shows medians.
 
     workloads   the embedded toy model (0.4M parameters, responses of 4-42 tokens) at several batch sizes,
-                and a Qwen2.5-0.5B-shaped model with random weights (896 hidden, 24 layers, 14 heads,
+                a Qwen2.5-0.5B-shaped model with random weights (896 hidden, 24 layers, 14 heads,
                 2 KV heads, 4864 intermediate, vocabulary 151936; built from a config, nothing downloaded),
-                whose near-uniform random logits almost never sample EOS: every row runs to the budget.
+                whose near-uniform random logits almost never sample EOS: every row runs to the budget,
+                and (--smollm2, with its wheel installed) the real SmolLM2-135M-Instruct on arith prompts
+                (115 tokens through its chat template): 4 prompts x 8 samples, a training step's batch, and
+                32 prompts x 1; --bf16 runs it under bf16 autocast (ours: --bf16; generate: the same autocast)
     bandwidth   with --peak-gbps, also the decode step time at a fixed length (EOS ignored) and the share
                 of the memory-bandwidth bound it reaches: bytes read per step (the weights once, plus the
                 KV cache of every row) / step time / peak. The number that matters on a GPU.
 
     python bench/bench_rollout.py                                      # CPU: a few minutes
     python bench/bench_rollout.py --device cuda --peak-gbps 3350 --big-batch 64 --big-tokens 256
+    python bench/bench_rollout.py --batches 0 --big-batch 0 --smollm2 --repeats 3 [--bf16]   # the real model
 
 On a CPU the default is one thread (--threads): on a small shared machine, several threads per process
 spin-wait against each other and the timings become noise. Both contenders get the same setting.
@@ -31,10 +35,11 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import rollout  # noqa: E402
-from model import TOY_MODELS, eos_ids, load_model, load_tokenizer  # noqa: E402
+from model import autocast, eos_ids, use_bf16  # noqa: E402
 from plumbing import fast_rollout  # noqa: E402
+from plumbing.loading import TOY_MODELS, load_model, load_tokenizer, resolve_model_path  # noqa: E402
 from rollout import left_pad  # noqa: E402
-from tasks import toytask  # noqa: E402
+from tasks import arith, toytask  # noqa: E402
 from tasks.data import build_prompt, load_problems  # noqa: E402
 
 QWEN25_05B = dict(
@@ -74,6 +79,18 @@ def qwen_shaped_workload(batch, device, dtype):
     return model, prompts, [1], 0
 
 
+def smollm2_workload(groups, device, dtype, bf16=False):
+    """SmolLM2-135M-Instruct on `groups` arith prompts, 32 // groups samples each (eos: <|im_end|>)."""
+    path = resolve_model_path("smollm2")
+    tok = load_tokenizer(path)
+    model = load_model(path, device, dtype).eval()
+    if bf16:
+        use_bf16(model)
+    rows = arith.load_problems("train")[:groups]
+    prompts = [tok.encode(build_prompt(tok, r["question"], arith.PROMPT_TEMPLATE), add_special_tokens=False) for r in rows]
+    return model, [p for p in prompts for _ in range(32 // groups)], eos_ids(tok, model), tok.pad_token_id
+
+
 # -----------------------------------------------------------------------------
 # contenders: each returns the number of response tokens it produced
 
@@ -84,31 +101,37 @@ def response_tokens(responses, eos):
     return int(((is_eos.long().cumsum(-1) - is_eos.long()) == 0).sum())
 
 
+# Each runs under the model's autocast (model.autocast: bf16 on CUDA and under --bf16), as rollout.sample runs them.
+
+
 def fast(model, prompts, eos, pad, args, max_new_tokens, ignore_eos=False):
-    roll = fast_rollout.rollout(
-        model, prompts, max_new_tokens, eos, pad, args.temperature, args.top_k, args.top_p, ignore_eos=ignore_eos
-    )
+    with autocast(model):
+        roll = fast_rollout.rollout(
+            model, prompts, max_new_tokens, eos, pad, args.temperature, args.top_k, args.top_p, ignore_eos=ignore_eos
+        )
     return int(roll.lengths.sum())
 
 
 def plain(model, prompts, eos, pad, args, max_new_tokens):
-    roll = rollout.rollout(model, prompts, max_new_tokens, eos, pad, args.temperature, args.top_k, args.top_p)
+    with autocast(model):
+        roll = rollout.rollout(model, prompts, max_new_tokens, eos, pad, args.temperature, args.top_k, args.top_p)
     return int(roll.lengths.sum())
 
 
 def hf_generate(model, prompts, eos, pad, args, max_new_tokens):
     ids, mask = left_pad(prompts, pad, model.device)
-    out = model.generate(
-        input_ids=ids,
-        attention_mask=mask,
-        max_new_tokens=max_new_tokens,
-        do_sample=True,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        eos_token_id=eos,
-        pad_token_id=pad,
-    )
+    with autocast(model):
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=True,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            eos_token_id=eos,
+            pad_token_id=pad,
+        )
     return response_tokens(out[:, ids.shape[1] :], eos)
 
 
@@ -180,7 +203,7 @@ def decode_bandwidth(model, prompts, eos, pad, args, max_new_tokens, repeats, de
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batches", default="8,64,256", help="toy-model batch sizes")
+    p.add_argument("--batches", default="8,64,256", help="toy-model batch sizes (0: none)")
     p.add_argument("--max-new-tokens", type=int, default=48, help="toy-model response budget")
     p.add_argument("--big-batch", type=int, default=4, help="batch of the 0.5B-shaped model (0: skip it)")
     p.add_argument("--big-tokens", type=int, default=16, help="response budget of the 0.5B-shaped model")
@@ -194,6 +217,8 @@ def main():
         help="alternating runs per toy workload (this many, for medians that hold on a noisy machine)",
     )
     p.add_argument("--big-repeats", type=int, default=3, help="repeats for the 0.5B-shaped model (slow on a CPU)")
+    p.add_argument("--smollm2", action="store_true", help="also the real SmolLM2-135M-Instruct, batch 32 (its wheel)")
+    p.add_argument("--bf16", action="store_true", help="SmolLM2 under bf16 autocast (--bf16), for every contender")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (see the docstring)")
     p.add_argument("--peak-gbps", type=float, help="peak memory bandwidth, e.g. 3350 (H100 SXM): adds the bandwidth table")
     args = p.parse_args()
@@ -203,13 +228,18 @@ def main():
         torch.set_num_threads(args.threads)
     named = contenders(args)
     workloads = [
-        (f"toy, batch {b}", toy_workload, b, args.max_new_tokens, args.repeats) for b in map(int, args.batches.split(","))
+        (f"toy, batch {b}", toy_workload, b, args.max_new_tokens, args.repeats) for b in map(int, args.batches.split(",")) if b
     ]
     if args.big_batch:
         workloads.append(
             (f"0.5B-shaped, batch {args.big_batch}", qwen_shaped_workload, args.big_batch, args.big_tokens, args.big_repeats)
         )
 
+    if args.smollm2:
+        for groups in (4, 32):
+            build = lambda g, device, dtype: smollm2_workload(g, device, dtype, args.bf16)  # noqa: E731
+            label = f"SmolLM2, {groups} x {32 // groups}{' bf16' if args.bf16 else ''}"
+            workloads.append((label, build, groups, args.max_new_tokens, args.repeats))
     print(
         f"device {device} ({dtype}), {torch.get_num_threads()} CPU thread(s), temperature {args.temperature}, "
         f"top_k {args.top_k}, top_p {args.top_p}; medians of {args.repeats} alternating runs "

@@ -1,11 +1,18 @@
-"""Benchmark: seconds per RL step of this repo's trainer vs TRL's GRPOTrainer, on the toy task, on a CPU.
+"""Benchmark: seconds per RL step of this repo's trainer vs TRL's GRPOTrainer, on a CPU, on one of two workloads.
 
-Both train the embedded toy model (toy_models/toy) on the toy task with the same step: 16 prompts x 8
-samples, at most 48 new tokens, temperature 1 (no top-k, no top-p), reward = toy correctness
-(toytask.grade), no KL term and so no reference model in the loss, AdamW at lr 3e-4, gradients clipped
-to norm 1, one optimizer step per batch of samples, float32 without activation checkpointing (TRL's
-defaults, bf16 autocast and checkpointing, are turned off). TRL runs all 128 sequences in one forward/backward
-pass (per_device_train_batch_size 128); ours in the toy default of micro-batches of 32, sorted by length.
+    --task toy     the embedded toy model (toy_models/toy, 0.42M parameters) on the toy task: 16 prompts x 8
+                   samples, at most 48 new tokens, lr 3e-4, ours in micro-batches of 32 sorted by length
+    --task arith   the real model SmolLM2-135M-Instruct (--model smollm2, the GGUF wheel) on the arith task
+                   (tasks/arith.py, a 115-token few-shot prompt through its chat template): 4 prompts x 8 samples,
+                   at most 48 new tokens, lr 1e-5 (the trainers' arith default), ours in one micro-batch of 32
+
+Both take the same step: temperature 1 (no top-k, no top-p), reward = the task's correctness (the repo's
+grader for both), no KL term and so no reference model in the loss, AdamW, gradients clipped to norm 1, one
+optimizer step per batch of samples, without activation checkpointing. Precision: float32 on both sides by
+default (TRL's GPU-minded default, bf16, turned off); with --bf16, bf16 autocast on both sides (TRL's bf16=True;
+ours --bf16). --share-prompts gives ours its option of that name (each distinct prompt scored once; TRL has no
+such option): run_real.sh trains with --bf16 --share-prompts. TRL runs all
+sequences in one forward/backward pass (per_device_train_batch_size = the batch).
 
 What each side does per step (everything between two steps is timed, nothing is left out):
 
@@ -27,7 +34,7 @@ of TRL's on_step_begin, and each TRL step is timed from one on_step_begin to the
 data loading count). The first --warmup steps of each are not counted; the medians of the rest are.
 
     pip install trl        # for this benchmark only: the repo itself never imports it
-    python bench/bench_trl.py [--steps 5] [--warmup 2] [--threads 1]
+    python bench/bench_trl.py [--task toy|arith] [--bf16] [--share-prompts] [--steps 5] [--warmup 2] [--threads 1]
 
 One CPU thread by default, for both: on a small shared machine several threads per process spin-wait
 against each other and the timings become noise.
@@ -48,24 +55,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import rollout  # noqa: E402
 import trainer  # noqa: E402
-from model import TOY_MODELS, load_model, load_tokenizer  # noqa: E402
-from tasks import toytask  # noqa: E402
-from tasks.data import build_prompt, load_problems  # noqa: E402
+from plumbing.loading import load_model, load_tokenizer, resolve_model_path  # noqa: E402
+from rewards import TaskGrader  # noqa: E402
+from tasks.data import build_prompt, default_template, load_problems  # noqa: E402
 
-PROMPTS, GROUP, MAX_NEW_TOKENS, LR = 16, 8, 48, 3e-4
+# workload: (dataset, --model, prompts per step, group size, new tokens, lr, our micro-batch)
+WORKLOADS = {"toy": ("toy", None, 16, 8, 48, 3e-4, 32), "arith": ("arith", "smollm2", 4, 8, 48, 1e-5, 32)}
 
 
 SCRIPT = os.path.join(ROOT, "train_task.py")
 
 
-def our_trainer(out):
-    """train_task.py's own setup with the toy defaults (16 prompts per step, 48 tokens, micro-batches of 32, lr 3e-4):
-    (the names it defines, run included; the body of its loop, compiled: one RL step for the `step` in the names)."""
+def our_trainer(out, work, bf16, share_prompts):
+    """train_task.py's own setup on the workload: (the names it defines, run included; the body of its loop,
+    compiled: one RL step for the `step` in the names)."""
+    dataset, model, prompts, group, tokens, lr, micro_batch = work
     statements = ast.parse(open(SCRIPT).read()).body
     loop = next(k for k, node in enumerate(statements) if isinstance(node, ast.For))
     setup = [node for node in statements[:loop] if not isinstance(node, ast.If)]  # all but the step-0 evaluation
-    argv = ["--dataset", "toy", "--device", "cpu", "--out", out, "--group-size", str(GROUP), "--prompts-per-step", str(PROMPTS)]
-    argv += ["--max-new-tokens", str(MAX_NEW_TOKENS), "--lr", str(LR)]
+    argv = ["--dataset", dataset, "--device", "cpu", "--out", out, "--group-size", str(group), "--prompts-per-step", str(prompts)]
+    argv += ["--max-new-tokens", str(tokens), "--lr", str(lr), "--micro-batch", str(micro_batch)]
+    argv += ["--model", model] if model else []
+    argv += ["--bf16"] if bf16 else []
+    argv += ["--share-prompts"] if share_prompts else []
     argv += ["--steps", "1000", "--eval-every", "1000", "--save-every", "1000"]  # no evaluation, no checkpoint
     names, saved = {"__doc__": "bench"}, sys.argv
     sys.argv = [SCRIPT, *argv]
@@ -107,20 +119,22 @@ def our_step(ours, step):
     return {**PARTS, "rest": total - PARTS["sample"] - PARTS["score"], "total": total}
 
 
-def trl_trainer(out, steps, callback):
+def trl_trainer(out, steps, callback, work, bf16):
     from datasets import Dataset
     from transformers import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    path = os.path.join(TOY_MODELS, "toy")
+    dataset, model, prompts, group, tokens, lr, _ = work
+    path = resolve_model_path(model, dataset)
     tok = load_tokenizer(path)
-    rows = load_problems("toy", "train", limit=PROMPTS * steps, seed=0)
-    data = Dataset.from_list(
-        [{"prompt": build_prompt(tok, r["question"], toytask.PROMPT_TEMPLATE), "answer": r["answer"]} for r in rows]
-    )
+    rows = load_problems(dataset, "train", limit=prompts * steps, seed=0)
+    rows = (rows * (prompts * steps // len(rows) + 1))[: prompts * steps]  # arith's 85 problems, repeated if need be
+    template = default_template(dataset)
+    data = Dataset.from_list([{"prompt": build_prompt(tok, r["question"], template), "answer": r["answer"]} for r in rows])
+    grader = TaskGrader(dataset)
 
     def correctness(completions, answer, **kwargs):
-        return [toytask.grade(c, a) for c, a in zip(completions, answer)]
+        return [grader.check(c, a)[0] for c, a in zip(completions, answer)]
 
     config = GRPOConfig(
         output_dir=out,
@@ -128,10 +142,10 @@ def trl_trainer(out, steps, callback):
         use_vllm=False,
         max_steps=steps,
         seed=0,
-        per_device_train_batch_size=PROMPTS * GROUP,
+        per_device_train_batch_size=prompts * group,
         gradient_accumulation_steps=1,
-        num_generations=GROUP,
-        max_completion_length=MAX_NEW_TOKENS,
+        num_generations=group,
+        max_completion_length=tokens,
         temperature=1.0,
         top_k=0,
         top_p=1.0,
@@ -139,13 +153,13 @@ def trl_trainer(out, steps, callback):
         num_iterations=1,
         scale_rewards="none",
         loss_type="dapo",
-        learning_rate=LR,
+        learning_rate=lr,
         lr_scheduler_type="constant",
         weight_decay=0.01,
         max_grad_norm=1.0,
-        # TRL's GPU-minded defaults are bf16 autocast and activation checkpointing; ours runs fp32 without
-        # checkpointing on a CPU, and so does TRL here (both settings would only slow it down).
-        bf16=False,
+        # TRL's GPU-minded defaults are bf16 autocast and activation checkpointing; here bf16 follows --bf16, as
+        # ours does, and neither side checkpoints (it would only slow a CPU down).
+        bf16=bf16,
         gradient_checkpointing=False,
         logging_steps=1,
         save_strategy="no",
@@ -153,7 +167,7 @@ def trl_trainer(out, steps, callback):
         disable_tqdm=True,
     )
     trainer = GRPOTrainer(
-        model=load_model(path, torch.device("cpu")),
+        model=load_model(path, torch.device("cpu")),  # a GGUF file dequantised, as ours loads it
         reward_funcs=correctness,
         args=config,
         train_dataset=data,
@@ -203,6 +217,9 @@ def main():
     p.add_argument("--steps", type=int, default=5, help="timed steps of each trainer")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps of each trainer first")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--task", choices=WORKLOADS, default="toy")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast on both sides (ours: --bf16)")
+    p.add_argument("--share-prompts", action="store_true", help="ours with --share-prompts (TRL has no such option)")
     args = p.parse_args()
     try:
         import trl
@@ -211,13 +228,15 @@ def main():
     torch.set_num_threads(args.threads)
     total = args.warmup + args.steps
     with tempfile.TemporaryDirectory() as tmp:
-        turns = take_turns_callback(our_trainer(os.path.join(tmp, "ours")), total)
+        work = WORKLOADS[args.task]
+        turns = take_turns_callback(our_trainer(os.path.join(tmp, "ours"), work, args.bf16, args.share_prompts), total)
         # One TRL step more than timed: a TRL step's time ends where the next one begins.
-        trl_trainer(os.path.join(tmp, "trl"), total + 1, turns).train()
+        trl_trainer(os.path.join(tmp, "trl"), total + 1, turns, work, args.bf16).train()
     ours, theirs = turns.ours[args.warmup :], turns.trl[args.warmup : total]
     part = {k: statistics.median(o[k] for o in ours) for k in ours[0]}
     print(
-        f"RL step on the toy task: {PROMPTS} prompts x {GROUP} samples, <= {MAX_NEW_TOKENS} new tokens, CPU, "
+        f"RL step on the {args.task} task: {work[2]} prompts x {work[3]} samples, <= {work[4]} new tokens, "
+        f"{'bf16 autocast' if args.bf16 else 'float32'}{', ours with --share-prompts' if args.share_prompts else ''}, CPU, "
         f"{torch.get_num_threads()} thread(s); TRL {trl.__version__}; median of {len(ours)} steps after {args.warmup} warm-up"
     )
     print(f"  ours {part['total']:7.2f} s/step   (each: {seconds(o['total'] for o in ours)})")

@@ -66,13 +66,15 @@ class _PrefixLayer(StaticLayer):
     all the positions not yet written (on average half of the response budget).
     """
 
-    def __init__(self, max_cache_len):
+    def __init__(self, max_cache_len, dtype=None):
         super().__init__(max_cache_len)
         self.length = 0  # a host int, so slicing the prefix never waits for the device
+        self.dtype = dtype  # None: the dtype of the first keys and values
 
     def update(self, key_states, value_states, *args, **kwargs):
         if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
+            dtype = self.dtype or key_states.dtype
+            self.lazy_initialization(key_states.to(dtype), value_states.to(dtype))
         start, self.length = self.length, self.length + key_states.shape[-2]
         self.keys[:, :, start : self.length] = key_states
         self.values[:, :, start : self.length] = value_states
@@ -86,9 +88,12 @@ class _PrefixLayer(StaticLayer):
 
 
 def _kv_cache(model, max_len):
-    """Preallocated KV cache: transformers' StaticCache, its full-attention layers (all, for most models) as _PrefixLayers."""
+    """Preallocated KV cache: transformers' StaticCache, its full-attention layers (all, for most models) as _PrefixLayers.
+    Under --bf16 on a CPU they hold bf16, the precision autocast gives attention: kept at the model's fp32, the whole
+    cache would be cast again at every token (measured: a sixth of a SmolLM2 rollout)."""
     cache = StaticCache(config=model.config, max_cache_len=max_len)
-    cache.layers = [_PrefixLayer(max_len) if type(layer) is StaticLayer else layer for layer in cache.layers]
+    dtype = torch.get_autocast_dtype("cpu") if model.device.type == "cpu" and torch.is_autocast_enabled("cpu") else None
+    cache.layers = [_PrefixLayer(max_len, dtype) if type(layer) is StaticLayer else layer for layer in cache.layers]
     return cache
 
 
@@ -298,7 +303,15 @@ def llama_plan(model, length):
             else m
         )
 
+    # Under --bf16 on a CPU, the matrices are cast to bf16 once here: autocast would cast every weight again at
+    # every token, which on a CPU takes back all that bf16 gains (measured). The result is autocast's arithmetic.
+    # (On a GPU autocast's own cache keeps them; a second copy there would cost memory the calculator omits.)
+    cast = model.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+
     def linear(m):
+        if cast:
+            dtype = torch.get_autocast_dtype("cpu")
+            return m.weight.to(dtype), None if m.bias is None else m.bias.to(dtype)
         return m.weight, m.bias
 
     layers = []

@@ -22,7 +22,8 @@ if ROOT in (_main, os.path.dirname(_main)):  # one of our scripts: python train_
     signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
 
 # The settings that depend on the task. Real models: the paper's (arXiv 2604.16259, appendix). The toy: what
-# trains its 0.42M-parameter model on a CPU in about a minute. The one home of the token budgets.
+# trains its 0.42M-parameter model on a CPU in about a minute. arith: the real SmolLM2-135M on a CPU (run_real.sh;
+# the lr searched, the README says how). The one home of the token budgets.
 DEFAULTS = {
     "toy": dict(
         steps=60,
@@ -34,6 +35,17 @@ DEFAULTS = {
         eval_every=10,
         eval_problems=256,
         save_every=20,
+    ),
+    "arith": dict(  # SmolLM2-135M on a laptop CPU (run_real.sh): few-shot prompts of 115 tokens, answers of ~20
+        steps=30,
+        prompts_per_step=4,
+        lr=1e-5,
+        warmup=1,
+        max_new_tokens=48,
+        micro_batch=32,
+        eval_every=10,
+        eval_problems=43,
+        save_every=10,
     ),
     "real": dict(
         steps=500,
@@ -50,7 +62,7 @@ DEFAULTS = {
 
 
 def task_defaults(dataset):
-    return DEFAULTS["toy" if is_toy(dataset) else "real"]
+    return DEFAULTS["toy" if is_toy(dataset) else dataset if dataset in DEFAULTS else "real"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -66,7 +78,9 @@ class Parser(argparse.ArgumentParser):
         """add_argument; task=True: the default depends on the task (DEFAULTS) and --help says both."""
         if task:
             key = names[0].lstrip("-").replace("-", "_")
-            kwargs["help"] += f" (default: {DEFAULTS['toy'][key]} on the toy, {DEFAULTS['real'][key]} otherwise)"
+            kwargs["help"] += (
+                f" (default: {DEFAULTS['toy'][key]} on the toy, {DEFAULTS['arith'][key]} on arith, {DEFAULTS['real'][key]} otherwise)"
+            )
         elif "default" in kwargs and kwargs.get("action") != "store_true":
             kwargs["help"] = kwargs.get("help", "") + " (default: %(default)s)"
         return self.add_argument(*names, **kwargs)

@@ -27,7 +27,11 @@ def problems_checksum(rows):
 
 def model_record(name, config):
     """The model a run starts from: a local folder as its absolute path and the SHA-256 of each file in it (its
-    hidden files aside: .DS_Store); a hub id as its name and the commit its files came from."""
+    hidden files aside: .DS_Store); a GGUF file as its absolute path and its SHA-256; a hub id as its name and the
+    commit its files came from."""
+    if os.path.isfile(name):
+        path = os.path.abspath(name)
+        return {"path": path, "sha256": {os.path.basename(path): sha256(path)}}
     if os.path.isdir(name):
         path = os.path.abspath(name)
         files = sorted(f for f in os.listdir(path) if not f.startswith(".") and os.path.isfile(os.path.join(path, f)))

@@ -34,7 +34,7 @@ from plumbing.provenance import differs, local_data, model_record, problems_chec
 # data may be given by another path (a moved folder): what they hold is checked against the run's record.
 MAY_CHANGE_ON_RESUME = ("steps", "keep", "save_every", "eval_every", "device", "out", "resume", "overwrite", "report_to")
 CHECKED_ON_RESUME = ("model", "dataset", "eval_dataset")
-RUN_FILES = ("config.json", "log.jsonl", "final")
+RUN_FILES = ("config.json", "log.jsonl", "samples.jsonl", "final")
 
 
 def holds_run(path):
@@ -59,6 +59,13 @@ def not_ours(path):
     return None
 
 
+def umask():
+    """The process's file-mode mask (os.umask sets it as it reads it: set it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def replaced_atomically(path, mode="w"):
     """A file to write in place of `path`, whole or not at all: a temporary file of a name no one else uses, beside
@@ -69,6 +76,7 @@ def replaced_atomically(path, mode="w"):
             yield f
             f.flush()
             os.fsync(f.fileno())
+            os.fchmod(f.fileno(), 0o666 & ~umask())  # what open() would have made (mkstemp makes 0600: private)
         os.replace(tmp, path)
     except BaseException:
         os.remove(tmp)
@@ -125,6 +133,7 @@ class RunFolder:
     def __init__(self, path):
         self.path = path
         self.log_path = os.path.join(path, "log.jsonl")
+        self.samples_path = os.path.join(path, "samples.jsonl")  # plumbing/samples.py
         self.config_path = os.path.join(path, "config.json")
         self._lock = None
         self.saved = {}  # --resume: config.json as the run left it
@@ -289,10 +298,16 @@ class RunFolder:
             )
         with writing(self.log_path), replaced_atomically(self.log_path) as f:
             f.writelines(json.dumps(row) + "\n" for row in kept)
+        if os.path.exists(self.samples_path):  # the samples of the steps a --resume runs again go too
+            shown = [row for row in read_log(self.samples_path) if row.get("step", 0) <= step]
+            with writing(self.samples_path), replaced_atomically(self.samples_path) as f:
+                f.writelines(json.dumps(row) + "\n" for row in shown)
 
-    def log(self, row):
-        """One line of strict JSON: a non-finite metric (a skipped step's grad_norm) is written null, not NaN."""
-        with writing(self.log_path), open(self.log_path, "a") as f:
+    def log(self, row, path=None):
+        """One line of strict JSON in log.jsonl (or `path`): a non-finite metric (a skipped step's grad_norm) is
+        written null, not NaN."""
+        path = path or self.log_path
+        with writing(path), open(path, "a") as f:
             f.write(json.dumps(finite_or_null(row), allow_nan=False) + "\n")
 
 

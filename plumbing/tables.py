@@ -10,18 +10,19 @@ import os
 import tempfile
 
 from plumbing import checkpoint
+from plumbing.loading import resolve_model_path
 from plumbing.run_folder import advice, check_figure, write_json_atomically, writing
 
 
 def model_path_of(run):
     """A training run folder evaluates its final model (checked against its checksums); anything else is a
-    model folder (checked too, if this repo wrote it) or a hub id."""
+    model folder (checked too, if this repo wrote it), a GGUF file or short name (loading.py), or a hub id."""
     final = os.path.join(run, "final")
     if os.path.isdir(final):
         return checkpoint.verified(final)
     if os.path.exists(os.path.join(run, "log.jsonl")):
         raise SystemExit(f"error: {run} is a run without a final model yet: evaluate one of its step_*/ checkpoints")
-    return checkpoint.verified(run)
+    return checkpoint.verified(resolve_model_path(run))
 
 
 def is_run(path):

@@ -1,9 +1,10 @@
 """
 Live curves for long runs, `--report-to tensorboard` or `--report-to wandb` (default none), rank 0 only:
 every number of each log.jsonl row, under its log.jsonl name, at its step, as the row is written; the run's
-options as hyper-parameters; evaluate.py's final table. Neither package is in requirements.txt's core: a
-missing one stops the script with the pip command that installs it, before anything is loaded. With the
-flag off nothing here is imported beyond this file, and nothing runs.
+options as hyper-parameters; evaluate.py's final table; what the model wrote at each evaluation (samples.py).
+Neither package is in requirements.txt's core: a missing one stops the script with the pip command that
+installs it, before anything is loaded. With the flag off nothing here is imported beyond this file, and
+nothing runs.
 
     tensorboard   <folder>/tensorboard/   `tensorboard --logdir runs` shows every run under runs/
     wandb         <folder>/wandb/         online when logged in (`wandb login`); offline, for `wandb sync`
@@ -71,6 +72,17 @@ class TensorBoard:
         lines += [[cell if isinstance(cell, str) else "-" if cell is None else f"{cell:.4g}" for cell in row] for row in rows]
         self.writer.add_text("evaluation", "\n".join("| " + " | ".join(line) + " |" for line in lines), 0)
 
+    def samples(self, step, rows):
+        """What the model wrote (plumbing/samples.py's rows), in the Text tab at `step`, as markdown."""
+        if self.writer is None:
+            self._open(step)
+        keys = list(rows[0]) if rows else []
+        lines = [keys, ["---"] * len(keys)] + [
+            [str(row.get(k, "")).replace("|", "\\|").replace("\n", " ") for k in keys] for row in rows
+        ]
+        self.writer.add_text("samples", "\n".join("| " + " | ".join(line) + " |" for line in lines), step)
+        self.writer.flush()
+
     def close(self):
         if self.writer is not None:
             self.writer.close()
@@ -101,6 +113,10 @@ class WandB:
 
     def table(self, columns, rows):
         self.run.log({"evaluation": self.wandb.Table(columns=columns, data=rows)})
+
+    def samples(self, step, rows):
+        keys = list(rows[0]) if rows else []
+        self.run.log({"samples": self.wandb.Table(columns=keys, data=[[row.get(k) for k in keys] for row in rows])}, step=step)
 
     def close(self):
         self.run.finish()

@@ -8,7 +8,8 @@ Datasets (arXiv 2604.16259, sections 3-4 and the appendix):
     aime24          HuggingFaceH4/aime_2024               test (30)                 validation for Qwen3-4B
     aime25          opencompass/AIME2025 (I + II)         test (30)                 evaluation
     deepscaler      agentica-org/DeepScaleR-Preview       train (~40k)              RL training set for Qwen3-4B
-plus the toy task ("toy", "toy-aligned", see toytask.py) and any local .jsonl/.json/.parquet file.
+plus the toy task ("toy", "toy-aligned", see toytask.py), the real-model task ("arith": one-digit arithmetic
+in words for a small chat model, see arith.py) and any local .jsonl/.json/.parquet file.
 
 Every loader returns the same rows: {"question": str, "answer": str}, plus "level" (int) and "subject" where
 the dataset has them. "answer" is a short gold answer (a number or a LaTeX expression), never a worked
@@ -347,6 +348,10 @@ def load_problems(
         if split == "train":
             return toytask.load_problems(name, "train", limit, seed)  # `limit` fresh problems, drawn with `seed`
         rows = toytask.load_problems(name, split)
+    elif name == "arith":
+        from tasks import arith
+
+        rows = arith.load_problems(split)
     elif name in DATASETS:
         rows = _load_registered(name, split)
     elif name.lower().endswith(LOCAL_SUFFIXES):
@@ -354,7 +359,7 @@ def load_problems(
     elif os.path.isdir(name):
         raise ValueError(f"--dataset {name} is a folder: give one of its .jsonl/.json/.parquet files")
     else:
-        choices = ", ".join([*DATASETS, "toy", "toy-aligned"])
+        choices = ", ".join([*DATASETS, "toy", "toy-aligned", "arith"])
         raise ValueError(f"unknown dataset {name!r}; choose from: {choices}, or a .jsonl/.json/.parquet file path")
     return _subset(rows, limit, seed)
 
@@ -368,11 +373,15 @@ def load_or_exit(*args, **kwargs) -> list[dict]:
 
 
 def default_template(name: str) -> str:
-    """The prompt template for a dataset: the toy task has its own; every math set shares COT_TEMPLATE."""
+    """The prompt template for a dataset: the toy and arith tasks have their own; every math set shares COT_TEMPLATE."""
     if is_toy(name):
         from tasks import toytask
 
         return toytask.PROMPT_TEMPLATE
+    if name == "arith":
+        from tasks import arith
+
+        return arith.PROMPT_TEMPLATE
     return COT_TEMPLATE
 
 

@@ -295,7 +295,7 @@ def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path):
 
 def test_a_truncated_weights_file_without_a_marker_is_one_line(tmp_path, tiny):
     """A folder this repo did not write (no COMPLETE to check against), its safetensors cut short by a copy."""
-    from model import load_model
+    from plumbing.loading import load_model
 
     tiny.save_pretrained(tmp_path)
     weights = tmp_path / "model.safetensors"
@@ -307,7 +307,7 @@ def test_a_truncated_weights_file_without_a_marker_is_one_line(tmp_path, tiny):
 
 @pytest.mark.parametrize("damaged", ["tokenizer.json", "config.json"])
 def test_a_damaged_tokenizer_or_config_is_one_line(tmp_path, damaged):
-    from model import load_tokenizer
+    from plumbing.loading import load_tokenizer
 
     shutil.copytree(os.path.join(ROOT, "toy_models", "toy"), tmp_path / "m")
     (tmp_path / "m" / damaged).write_text("{garbage")

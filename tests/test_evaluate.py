@@ -201,8 +201,8 @@ def test_evaluation_refuses_a_model_that_is_not_finite(tmp_path, toy_path, harm)
     import torch
     from transformers import AutoModelForCausalLM
 
-    from model import load_tokenizer
     from plumbing import checkpoint, distributed
+    from plumbing.loading import load_tokenizer
 
     model = AutoModelForCausalLM.from_pretrained(toy_path)
     with torch.no_grad():

@@ -419,7 +419,7 @@ def test_a_hub_name_without_network_says_what_to_do(monkeypatch):
 def test_prompts_too_long_for_the_model_are_dropped_with_a_count(toy_path):
     from types import SimpleNamespace
 
-    from model import load_tokenizer
+    from plumbing.loading import load_tokenizer
 
     tok = load_tokenizer(toy_path)
     config = SimpleNamespace(max_position_embeddings=28)  # 28 positions - 8 new tokens: room for 20

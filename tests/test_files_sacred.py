@@ -166,7 +166,7 @@ def test_resume_from_another_folder_uses_the_runs_own_model(tmp_path, keep_signa
     run = make_run(str(a / "run"), "--resume")
     assert run.args.model == model
     weights = {n: p for n, p in run.ref.named_parameters()}
-    from model import load_model
+    from plumbing.loading import load_model
 
     for name, p in load_model(model, "cpu").named_parameters():
         assert (weights[name] == p).all(), name
@@ -541,3 +541,12 @@ def test_saved_values_are_checked_as_their_option_would_be():
     assert [p.refuses("lr", v) for v in (3e-4, 1)] == [None, None]
     assert p.refuses("lr", True) == "True is not a number" and p.refuses("name", 5) == "5 is not text"
     assert p.refuses("flag", 1) == "1 is not true or false" and p.refuses("flag", False) is None
+
+
+def test_an_atomic_write_makes_the_mode_a_plain_write_makes(tmp_path):
+    """tables, figures and logs written whole (replaced_atomically) get the umask's mode, not mkstemp's private 0600."""
+    from plumbing.run_folder import write_json_atomically
+
+    open(tmp_path / "plain", "w").close()
+    write_json_atomically(str(tmp_path / "atomic.json"), {"a": 1})
+    assert os.stat(tmp_path / "atomic.json").st_mode == os.stat(tmp_path / "plain").st_mode

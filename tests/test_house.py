@@ -145,9 +145,9 @@ def test_the_scripts_show_their_learning_settings():
 
     for script in ("train_task.py", "train_sharpen.py"):
         doc = ast.get_docstring(ast.parse(open(os.path.join(ROOT, script)).read()))
-        rows = re.findall(r"^    --([a-z-]+) +(\S+) +(\S+) ", doc, re.M)
-        shown = {flag.replace("-", "_"): (float(toy), float(real)) for flag, toy, real in rows}
-        held = {key: (float(DEFAULTS["toy"][key]), float(DEFAULTS["real"][key])) for key in shown}
+        rows = re.findall(r"^    --([a-z-]+) +(\S+) +(\S+) +(\S+) ", doc, re.M)
+        shown = {flag.replace("-", "_"): tuple(map(float, values)) for flag, *values in rows}
+        held = {key: tuple(float(DEFAULTS[task][key]) for task in ("toy", "arith", "real")) for key in shown}
         assert set(shown) >= {"lr", "steps", "prompts_per_step", "warmup"} and shown == held, (script, shown, held)
         assert "x --group-size 8 samples each" in doc  # the parser's default G
 

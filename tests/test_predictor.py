@@ -77,8 +77,8 @@ def teacher_forced(model, roll):
     ],
 )
 def test_logp_ref_is_the_models_own_log_prob_of_each_sample(monkeypatch, toy_path, argv, sampled_logp_is_ref):
-    from model import load_model
     from plumbing import distributed
+    from plumbing.loading import load_model
 
     seen = []
     records_of = evaluate.records_of

@@ -367,7 +367,8 @@ def test_fast_rollout_equals_the_plain_one(case):
 def test_every_eos_of_the_model_and_its_tokenizer_ends_a_response(toy_path):
     """A chat model often has several EOS (generation_config's list, e.g. <|im_end|> and <|endoftext|>) beside its
     tokenizer's: each one ends a response (here the toy's '#' made a second EOS), through rollout.sample."""
-    from model import eos_ids, load_model, load_tokenizer
+    from model import eos_ids
+    from plumbing.loading import load_model, load_tokenizer
 
     tokenizer, model = load_tokenizer(toy_path), load_model(toy_path, "cpu")
     hash_id = tokenizer.convert_tokens_to_ids("#")

@@ -17,8 +17,9 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from model import TOY_MODELS, response_logprobs
+from model import response_logprobs
 from plumbing import options
+from plumbing.loading import TOY_MODELS
 from rollout import left_pad
 from tasks import toytask
 
