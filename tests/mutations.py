@@ -5,7 +5,7 @@ test fails on a check of a value (an assertion), not when one crashes, and never
 text (the test that the two trainers are one program is left out). Prints caught / planted and exits 1 if any
 mutant was missed.
 
-    python tests/mutations.py                # every mutant (7 min on 2 cores shared with other jobs, load 4)
+    python tests/mutations.py                # every mutant (8 min on 2 cores)
     python tests/mutations.py -k baseline    # those whose name contains "baseline"
     python tests/mutations.py --list         # where each one is planted, without running anything
 
@@ -36,6 +36,7 @@ STEP = ("tests/test_update.py",)
 REWARDS = ("tests/test_rewards.py", "tests/test_self_rewards.py")
 RESUME = ("tests/test_checkpoint.py",)
 ROLLOUT = ("tests/test_rollout.py", "tests/test_update.py")
+SHARING = ("tests/test_precision_and_sharing.py",)
 EVALUATE = ("tests/test_evaluate.py",)
 POWER = ("tests/test_power_sample.py",)
 GRADER = ("tests/test_rewards.py", "tests/test_grader.py")
@@ -187,8 +188,10 @@ MUTANTS = [
     Mutant("the torch random state is not restored", "plumbing/checkpoint.py", "set_rng_state", "torch.set_rng_state(",
            "torch.set_rng_state(state['torch'])", "pass", RESUME),
     # model.py: scoring tokens, micro-batches, EOS
-    Mutant("response log-probs shifted by one", "model.py", "_response_logprobs", "hidden = hidden[",
+    Mutant("response log-probs shifted by one", "model.py", "_response_logprobs", "return head_logprobs(",
            "hidden[:, -width - 1:-1]", "hidden[:, -width:]", ROLLOUT),
+    Mutant("shared prompts: the responses' positions one back", "plumbing/shared_prompts.py", "response_logprobs",
+           "responses = decoder(", "position_ids=positions[:, P:-1]", "position_ids=positions[:, P - 1:-2]", SHARING),
     Mutant("micro-batches cut to their shortest prompt", "model.py", "micro_batches", "for rows in ",
            "int(mask[:, :P].sum(-1).max())", "int(mask[:, :P].sum(-1).min())", ROLLOUT),
     Mutant("micro-batches cut to their shortest response", "model.py", "micro_batches", "for rows in ",
