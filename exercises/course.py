@@ -136,6 +136,8 @@ TOGETHER = {
     "tests/test_theory.py::test_kl_regularised_likelihood_reward_is_a_scaled_tempered_reward": (3, 5),
     "tests/test_power_sample.py::test_self_rewards_reach_their_optima_on_the_table": (1, 2, 5, 7, 8),
     "tests/test_theory.py::test_training_reaches_the_closed_form": (1, 2, 3, 5, 7),
+    "tests/test_samples.py::test_an_evaluation_writes_its_answers_and_the_steps_group": (1, 2, 7),
+    "tests/test_precision_and_sharing.py::test_a_training_step_with_shared_prompts_is_the_same_step": (1, 2, 3, 7),
 }
 
 

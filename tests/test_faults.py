@@ -315,7 +315,12 @@ def test_a_diverging_run_stops_and_writes_no_final_model(tmp_path):
         "error: the loss is not finite: the run diverged (a lower --lr may help): stopping without saving "
         "(the last checkpoint is intact; --resume continues from it)"
     )
-    assert sorted(os.listdir(out)) == [".lock", "config.json", "log.jsonl"]  # no checkpoint of it, no final/
+    assert sorted(os.listdir(out)) == [
+        ".lock",
+        "config.json",
+        "log.jsonl",
+        "samples.jsonl",
+    ]  # no checkpoint of it, no final/ (samples.jsonl: the step-0 evaluation's)
     strict = [
         json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in log.jsonl")) for line in open(f"{out}/log.jsonl")
     ]

@@ -122,7 +122,7 @@ def test_without_the_flag_no_tracking_code_runs(tmp_path):
     env = {"PYTHONPATH": str(poisoned)}
     out = tmp_path / "run"
     run("train_task.py", "--steps", "1", "--out", str(out), *SMALL, env=env)
-    assert sorted(os.listdir(out)) == [".lock", "config.json", "final", "log.jsonl", "step_000001"]
+    assert sorted(os.listdir(out)) == [".lock", "config.json", "final", "log.jsonl", "samples.jsonl", "step_000001"]
 
     # with the flag, the missing package stops the run with one line, before anything is trained
     proc = run(
