@@ -52,7 +52,7 @@ import torch
 
 import rollout
 from family.roads import add_road_options, check_roads, road_of, road_sampler
-from model import micro_batches, response_logprobs, use_bf16
+from model import rollout_logprobs, use_bf16
 from plumbing import checkpoint, distributed, tracking
 from plumbing.loading import load_model, load_tokenizer, pick_device, resolve_model_path
 from plumbing.provenance import problems_checksum
@@ -136,7 +136,6 @@ def predictors(records, seed):
     return out
 
 
-@torch.no_grad()
 def reference_logp(model, roll, rescore, rows=64):
     """log pi_ref(y|x) = sum_t log pi_ref(y_t | x, y_<t) of each sample (EOS included), pi_ref the evaluated model at
     temperature 1. The sampler's own log-probs are that when it samples the model as it is, or walks a road (which
@@ -144,10 +143,7 @@ def reference_logp(model, roll, rescore, rows=64):
     sampling distribution's, and one teacher-forced pass, `rows` samples at a time, scores the samples instead."""
     if not rescore:
         return roll.logprobs.sum(-1)
-    logp = torch.zeros_like(roll.logprobs)
-    for index, sequences, attention, response in micro_batches(roll, rows):
-        logp[index, : response.shape[1]] = response_logprobs(model, sequences, attention, response)[0]
-    return logp.sum(-1)
+    return rollout_logprobs(model, roll, rows)[0].sum(-1)
 
 
 # -----------------------------------------------------------------------------

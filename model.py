@@ -134,3 +134,17 @@ def micro_batches(roll, size):
         start = P - int(mask[:, :P].sum(-1).max())  # prompts are left-padded: the longest one starts here
         width = int(roll.response_mask[rows].sum(-1).max())
         yield (rows, roll.sequences[rows, start : P + width], mask[:, start : P + width], roll.response_mask[rows, :width])
+
+
+@torch.no_grad()
+def rollout_logprobs(model, roll, size, entropy=False):
+    """log pi(y_t | x, y_<t) [N, R] of a Rollout's samples under `model`, no grad, `size` rows at a time
+    (micro_batches), and with entropy=True the entropies (else None)."""
+    logp = torch.zeros_like(roll.logprobs)
+    ent = torch.zeros_like(roll.logprobs) if entropy else None
+    for rows, sequences, attention_mask, response_mask in micro_batches(roll, size):
+        lp, e = response_logprobs(model, sequences, attention_mask, response_mask, entropy=entropy)
+        logp[rows, : lp.shape[1]] = lp
+        if entropy:
+            ent[rows, : e.shape[1]] = e
+    return logp, ent

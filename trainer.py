@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 import rollout
 from loss import AGGREGATIONS, BASELINES
-from model import frozen_copy, micro_batches, response_logprobs, use_bf16
+from model import frozen_copy, rollout_logprobs, use_bf16
 from plumbing import checkpoint, distributed, options, samples, sharding, shared_prompts, stopping, tracking
 from plumbing.loading import load_model, load_tokenizer, pick_device, resolve_model_path
 from plumbing.run_folder import RunFolder
@@ -269,19 +269,12 @@ class Run:
         # A CPU generator keeps only the low 32 bits of its seed (stream * 2^40 drew the samples' numbers again)
         return torch.Generator(self.dist.device).manual_seed(seed + stream * 2**31)
 
-    @torch.no_grad()
     def logprobs(self, model, roll, entropy=False):
         """Per-token log-probs [N, R] of the samples under `model` (and its entropies), micro-batched."""
         on_cpu = model is self.ref and self.args.ref_on_cpu
         if on_cpu:
             model.to(self.dist.device)
-        logp = torch.zeros_like(roll.logprobs)
-        ent = torch.zeros_like(roll.logprobs) if entropy else None
-        for index, sequences, attention_mask, response_mask in micro_batches(roll, self.args.micro_batch):
-            lp, e = response_logprobs(model, sequences, attention_mask, response_mask, entropy=entropy)
-            logp[index, : lp.shape[1]] = lp
-            if entropy:
-                ent[index, : e.shape[1]] = e
+        logp, ent = rollout_logprobs(model, roll, self.args.micro_batch, entropy)
         if on_cpu:
             model.to("cpu")
         return (logp, ent) if entropy else logp

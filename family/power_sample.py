@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from model import micro_batches, position_ids_from_mask, response_logprobs
+from model import position_ids_from_mask, rollout_logprobs
 from rollout import left_pad, sampling_logprobs, to_rollout
 
 
@@ -265,10 +265,8 @@ def model_extender(model, prompt_ids, eos_ids, pad_id, alpha, sampler, generator
         width = roll.response_mask.shape[1]
         mask = roll.response_mask & (torch.arange(width, device=model.device) < budgets[:, None])  # each its own budget
         roll.response_mask, roll.attention_mask[:, -width:] = mask, mask.long()
-        logp = roll.logprobs * mask  # at alpha = 1, q is p itself: the sampler's own log-probs are log p
-        if alpha != 1:
-            for rows, seq, attention, response in micro_batches(roll, micro_batch):
-                logp[rows, : response.shape[1]] = response_logprobs(model, seq, attention, response)[0]
+        # at alpha = 1, q is p itself: the sampler's own log-probs are log p; else one pass of p over the samples
+        logp = roll.logprobs * mask if alpha == 1 else rollout_logprobs(model, roll, micro_batch)[0]
         ended = (torch.isin(roll.responses, eos) & mask).any(-1)
         return roll.responses.masked_fill(~mask, pad_id), mask, logp, roll.logprobs * mask, ended
 

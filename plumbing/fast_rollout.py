@@ -34,10 +34,11 @@ from model import position_ids_from_mask
 from rollout import left_pad, sampling_logprobs, self_certainty, to_rollout
 
 
-def _distinct(prompt_ids):
-    """The first row of each distinct prompt, and for every row the index of its prompt among those."""
+def distinct_rows(rows):
+    """The first row of each distinct row (a list of token lists: prompts), and for every row the index of its own
+    among those. Also shared_prompts.py's, for its prompt pass."""
     index, firsts, inverse = {}, [], []
-    for row, p in enumerate(prompt_ids):
+    for row, p in enumerate(rows):
         if tuple(p) not in index:
             index[tuple(p)] = len(firsts)
             firsts.append(row)
@@ -176,7 +177,7 @@ def rollout(
         position = position_ids_from_mask(prompt_mask)
         # The G samples of a group share their prompt: prefill each distinct prompt once, then copy its keys and
         # values to every row that has it (with the cache's own reorder, the one beam search uses).
-        firsts, inverse = _distinct(prompt_ids)
+        firsts, inverse = distinct_rows(prompt_ids)
         out = model(
             input_ids=prompt[firsts],
             attention_mask=prompt_mask[firsts],

@@ -19,6 +19,7 @@ import torch
 from transformers import DynamicCache
 
 from model import autocast, head_logprobs, position_ids_from_mask
+from plumbing.fast_rollout import distinct_rows
 
 
 def enable(model):
@@ -27,24 +28,14 @@ def enable(model):
     return model
 
 
-def distinct_rows(x):
-    """The first row of each distinct row of x [B, ...] and, for every row, the index of its own among those."""
-    firsts, index, inverse = [], {}, []
-    for row, key in enumerate(map(tuple, x.flatten(1).tolist())):
-        if key not in index:
-            index[key] = len(firsts)
-            firsts.append(row)
-        inverse.append(index[key])
-    return torch.tensor(firsts, device=x.device), torch.tensor(inverse, device=x.device)
-
-
 def response_logprobs(model, sequences, attention_mask, response_mask, chunk_elements=2**26, entropy=False):
     """model.response_logprobs's pass (same arguments, same result), each distinct prompt computed once."""
     width = response_mask.shape[1]
     P = sequences.shape[1] - width
     positions = position_ids_from_mask(attention_mask)
     # Rows share a prompt when its tokens and its padding agree (two equal prompts always pad alike in one batch).
-    firsts, inverse = distinct_rows(torch.cat([sequences[:, :P], attention_mask[:, :P]], 1))
+    firsts, inverse = distinct_rows(torch.cat([sequences[:, :P], attention_mask[:, :P]], 1).tolist())
+    firsts, inverse = torch.tensor(firsts, device=sequences.device), torch.tensor(inverse, device=sequences.device)
     decoder = model.get_decoder()
     cache = DynamicCache(config=model.config)
     with autocast(model):
